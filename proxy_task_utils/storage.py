@@ -20,7 +20,7 @@ import fcntl
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from proxy_task_utils.errors import (
@@ -115,6 +115,7 @@ class Storage(abc.ABC):
     """
 
     request_count: int = 0
+    cheap_stat: bool = False  # True where probing single names costs less than one listing
 
     @property
     @abc.abstractmethod
@@ -153,6 +154,16 @@ class Storage(abc.ABC):
             return False
         return True
 
+    def generations(self, names: Sequence[str]) -> dict[str, int | None]:
+        """Current generation of each name (None if missing), in one request.
+
+        The default lists the root once; backends override it when probing a
+        few names is cheaper (local ``stat``).
+        """
+        wanted = {safe_join(n): n for n in names}
+        found = {o.name: o.generation for o in self.list("") if o.name in wanted}
+        return {original: found.get(name) for name, original in wanted.items()}
+
     def child(self, *parts: str) -> Storage:
         """A storage rooted at a sub-folder (for example one trial folder)."""
         return _SubStorage(self, safe_join(*parts))
@@ -177,6 +188,10 @@ class _SubStorage(Storage):
     def request_count(self) -> int:  # type: ignore[override]
         return self._parent.request_count
 
+    @property
+    def cheap_stat(self) -> bool:  # type: ignore[override]
+        return self._parent.cheap_stat
+
     def _name(self, name: str) -> str:
         return self._prefix + "/" + safe_join(name)
 
@@ -194,6 +209,12 @@ class _SubStorage(Storage):
 
     def exists(self, name: str) -> bool:
         return self._parent.exists(self._name(name))
+
+    def generations(self, names: Sequence[str]) -> dict[str, int | None]:
+        if not self._parent.cheap_stat:
+            return Storage.generations(self, names)  # list this sub-folder only
+        full = self._parent.generations([self._name(n) for n in names])
+        return dict(zip(names, full.values()))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         full = self._prefix + "/" + _safe_prefix(prefix)
@@ -217,6 +238,8 @@ class LocalStorage(Storage):
     increasing, so the generation changes on every write even within one
     clock tick.
     """
+
+    cheap_stat = True
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self._root = os.path.abspath(os.fspath(root))
@@ -253,6 +276,16 @@ class LocalStorage(Storage):
     def exists(self, name: str) -> bool:
         self.request_count += 1
         return os.path.isfile(self.path(name))
+
+    def generations(self, names: Sequence[str]) -> dict[str, int | None]:
+        self.request_count += 1
+        result: dict[str, int | None] = {}
+        for name in names:
+            try:
+                result[name] = os.stat(self.path(name)).st_mtime_ns
+            except (FileNotFoundError, NotADirectoryError):
+                result[name] = None
+        return result
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         prefix = _safe_prefix(prefix)
