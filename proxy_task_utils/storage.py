@@ -336,7 +336,9 @@ class LocalStorage(Storage):
                 return self._create_exclusive_fallback(path, data)
             if self._fsync:
                 _fsync_dir(os.path.dirname(path))
-            return os.stat(path).st_mtime_ns
+            # The temp name is the same inode as the new object; stat'ing the
+            # object's path could see a concurrent writer's newer generation.
+            return os.stat(tmp).st_mtime_ns
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
