@@ -39,6 +39,7 @@ __all__ = [
     "TrainingTime",
     "AccuracyAtStep",
     "TrialTrainingMetrics",
+    "MetricsEncoder",
     "compute_training_step_pct",
     "interpolate_accuracy",
     "dump_json",
@@ -307,6 +308,57 @@ class TrialTrainingMetrics:
         if tt.total_training_steps <= 0:
             return None
         return tt.total_training_time_in_secs / tt.total_training_steps
+
+
+class MetricsEncoder:
+    """Byte-identical to :meth:`TrialTrainingMetrics.to_json`, in O(new entries) per call.
+
+    ``json.dumps(indent=2)`` runs the pure-Python encoder over the whole
+    history on every cycle; the trainer appends one entry per cycle, so the
+    encoded entries are cached and only new ones are formatted.
+    """
+
+    def __init__(self) -> None:
+        self._entries: list[AccuracyAtStep] = []
+        self._chunks: list[str] = []
+
+    def encode(self, metrics: TrialTrainingMetrics) -> bytes:
+        entries = metrics.training_accuracy_over_steps
+        cached = len(self._entries)
+        if cached > len(entries) or any(a is not b for a, b in zip(self._entries, entries)):
+            self._entries, self._chunks, cached = [], [], 0
+        for entry in entries[cached:]:
+            self._entries.append(entry)
+            self._chunks.append(
+                "    {\n"
+                f'      "training_step_pct": {_num(entry.training_step_pct)},\n'
+                f'      "training_step": {_num(entry.training_step)},\n'
+                f'      "accuracy": {_num(entry.accuracy)}\n'
+                "    }"
+            )
+        tt = metrics.training_time
+        body = "[\n" + ",\n".join(self._chunks) + "\n  ]" if self._chunks else "[]"
+        return (
+            "{\n"
+            '  "training_time": {\n'
+            f'    "total_training_steps": {_num(tt.total_training_steps)},\n'
+            f'    "total_training_time_in_secs": {_num(tt.total_training_time_in_secs)}\n'
+            "  },\n"
+            f'  "latency": {_num(metrics.latency)},\n'
+            f'  "training_accuracy_over_steps": {body}\n'
+            "}"
+        ).encode("utf-8")
+
+
+def _num(value: float | int) -> str:
+    """A number as ``json.dumps`` writes it (refusing NaN/inf like ``dump_json``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"not a JSON number: {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"out of range float values are not JSON compliant: {value!r}")
+        return float.__repr__(value)
+    return int.__repr__(value)
 
 
 # -- signal files --------------------------------------------------------------

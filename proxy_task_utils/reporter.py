@@ -94,6 +94,7 @@ class TrialReporter:
         self._sleep = sleep
         self._lock = threading.RLock()
         self._metrics_dirty = False
+        self._encoder = p.MetricsEncoder()
         self._extra_metrics: dict[str, Any] | None = None
         # stop-signal cache: name -> generation seen, decoded values
         self._seen_generation: dict[str, int | None] = {}
@@ -145,7 +146,7 @@ class TrialReporter:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _flush_metrics(self) -> None:
-        data = self.metrics.to_json()
+        data = self._encoder.encode(self.metrics)
         try:
             self._call(lambda: self.storage.write(p.TRIAL_TRAINING_METRICS_FILE, data), what="write metrics")
             self._metrics_dirty = False

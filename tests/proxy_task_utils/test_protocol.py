@@ -169,3 +169,31 @@ def test_model_latency_round_trip_keeps_extra_keys():
     obj = json.loads(p.encode_model_latency(ml))
     assert list(obj)[:3] == ["latency_in_milliseconds", "device_type", "model_memory"]
     assert p.decode_model_latency(p.encode_model_latency(ml)) == p.ModelLatency(3.5, "CPU", 0.0, {"latency_p90_in_milliseconds": 4.0})
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 1e6), st.integers(0, 10**9), st.floats(-1e3, 1e3)),
+        max_size=8,
+    ),
+    st.integers(0, 10**9),
+    st.floats(0, 1e7),
+    st.floats(-1.0, 1e4),
+)
+def test_incremental_encoder_is_byte_identical(raw, steps, secs, latency):
+    encoder = p.MetricsEncoder()
+    m = p.TrialTrainingMetrics(p.TrainingTime(steps, secs), latency)
+    assert encoder.encode(m) == m.to_json()
+    for pct, step, acc in raw:
+        m.training_accuracy_over_steps.append(p.AccuracyAtStep(pct, step, acc))
+        m.training_time.total_training_steps += 1
+        assert encoder.encode(m) == m.to_json()
+    m.training_accuracy_over_steps[:] = m.training_accuracy_over_steps[:1]  # history replaced: cache rebuilt
+    assert encoder.encode(m) == m.to_json()
+
+
+def test_incremental_encoder_refuses_nan():
+    m = p.TrialTrainingMetrics(latency=float("nan"))
+    with pytest.raises(ValueError):
+        p.MetricsEncoder().encode(m)
