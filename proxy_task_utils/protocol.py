@@ -347,7 +347,7 @@ class MetricsEncoder:
             f'  "latency": {_num(metrics.latency)},\n'
             f'  "training_accuracy_over_steps": {body}\n'
             "}"
-        ).encode("utf-8")
+        ).encode()
 
 
 def _num(value: float | int) -> str:
