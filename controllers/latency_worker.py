@@ -1,0 +1,534 @@
+"""The latency worker: measure exported models on this machine's device and answer trainers.
+
+``proxy-task latency-worker --watch DIR`` (or ``python -m controllers.latency_worker``)
+serves every trial below ``DIR`` (a controller folder, a job folder or one trial):
+any ``*/saved_model/export.json`` at any depth is a model waiting to be measured.
+
+One poll = one ``storage.list()`` of ``DIR``; the listing alone says which
+models are exported, claimed, answered or failed, so nothing is re-read
+unless it changed state. For each unanswered, unclaimed model:
+
+1. **Shard, then steal.** Worker ``K`` of ``N`` takes the models whose trial
+   URI hashes (SHA-256, stable across processes unlike ``hash()``) to ``K``
+   first. A model of another shard left unclaimed for ``--steal-after-secs``
+   (default two polls, on this worker's monotonic clock) is taken too, so a
+   dead or busy worker never strands work. Stealing is safe because of (2).
+2. **Claim** with one create-only write of ``saved_model/latency_worker_id.json``
+   (``{"latency_worker_id": K, ...}``, reference key kept). Exactly one worker
+   wins, on a folder or on GCS; the losers skip the model. No write/sleep/re-read.
+3. **Measure** batch-1 latency after ``--warmup`` runs: median (reported as
+   ``latency_in_milliseconds``) and p90 of ``--repeats`` runs, plus memory
+   (GPU: ``torch.cuda.max_memory_allocated`` growth; CPU: process RSS growth).
+4. **Answer** with a create-only ``saved_model/model_latency.json``, or, when
+   the model cannot be read, loaded or run, ``saved_model/latency_error.json``
+   so that the trainer fails at once with the reason. Nothing is overwritten.
+
+Exit rule (the first that holds): the controller has written
+``controller_finished.json`` into its folder (``--controller-dir``, default
+``--watch``); or no model was pending for this worker for
+``--exit-when-idle-secs``; or SIGTERM. The check runs between two models, so a
+started measurement is always answered. A resumed controller must call
+:func:`clear_controller_finished` before it starts workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import importlib
+import json
+import logging
+import os
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from controllers.cli import command
+from proxy_task_utils import protocol as p
+from proxy_task_utils.errors import ConfigurationError, NotFoundError, PreconditionFailedError, StorageError
+from proxy_task_utils.latency import (
+    EXPORT_MANIFEST_FILE,
+    LATENCY_ERROR_FILE,
+    ExportManifest,
+    LoadedModel,
+    load_exported,
+)
+from proxy_task_utils.storage import ObjectInfo, Storage, open_storage
+
+__all__ = [
+    "CONTROLLER_FINISHED_FILE",
+    "WorkerConfig",
+    "WorkerSummary",
+    "PollResult",
+    "LatencyWorker",
+    "TrialState",
+    "shard_of",
+    "summarize_latencies",
+    "scan_exports",
+    "read_trial_latency",
+    "mark_controller_finished",
+    "clear_controller_finished",
+    "start_local_workers",
+    "add_arguments",
+    "run_from_args",
+    "main",
+]
+
+logger = logging.getLogger("controllers.latency_worker")
+
+CONTROLLER_FINISHED_FILE = "controller_finished.json"
+_FRAMEWORK_MODULES = {"torch": "torch", "tensorflow": "tensorflow"}
+
+
+# -- pure parts ------------------------------------------------------------------------------
+
+
+def shard_of(trial_uri: str, num_workers: int) -> int:
+    """The worker index that owns a trial first (stable across processes and machines)."""
+    digest = hashlib.sha256(trial_uri.rstrip("/").encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % num_workers
+
+
+def summarize_latencies(samples_ms: Sequence[float]) -> tuple[float, float]:
+    """``(median, p90)`` of the samples, linear interpolation between order statistics.
+
+    Raises:
+        ValueError: no samples.
+    """
+    if not samples_ms:
+        raise ValueError("samples_ms must not be empty")
+    xs = sorted(samples_ms)
+
+    def quantile(q: float) -> float:
+        pos = q * (len(xs) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(xs) - 1)
+        return xs[lo] + (pos - lo) * (xs[hi] - xs[lo])
+
+    return quantile(0.5), quantile(0.9)
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """What one listing says about one exported model (trial prefix ends in '/' or is '')."""
+
+    prefix: str
+    claimed: bool
+    answered: bool
+    failed: bool
+
+    @property
+    def pending(self) -> bool:
+        return not (self.claimed or self.answered or self.failed)
+
+
+def scan_exports(objects: Sequence[ObjectInfo]) -> tuple[dict[str, TrialState], bool]:
+    """Trial states from one recursive listing, and whether the root holds the finished marker."""
+    names = {o.name for o in objects}
+    states: dict[str, TrialState] = {}
+    for name in names:
+        if name == EXPORT_MANIFEST_FILE or name.endswith("/" + EXPORT_MANIFEST_FILE):
+            prefix = name[: -len(EXPORT_MANIFEST_FILE)]
+            states[prefix] = TrialState(
+                prefix,
+                claimed=prefix + p.LATENCY_WORKER_ID_FILE in names,
+                answered=prefix + p.MODEL_LATENCY_FILE in names,
+                failed=prefix + LATENCY_ERROR_FILE in names,
+            )
+    return dict(sorted(states.items())), CONTROLLER_FINISHED_FILE in names
+
+
+# -- the worker ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Options of one worker; validated here so that the CLI and callers fail alike."""
+
+    worker_id: int = 0
+    num_workers: int = 1
+    device: str = "cpu"
+    repeats: int = 100
+    warmup: int = 10
+    poll_secs: float = 10.0
+    steal_after_secs: float | None = None  # None: two polls
+    exit_when_idle_secs: float | None = None  # None: never (wait for the controller's marker)
+    threads: int | None = None  # torch intra-op threads
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1:
+            raise ConfigurationError(f"--workers must be >= 1, but got {self.num_workers}")
+        if not 0 <= self.worker_id < self.num_workers:
+            raise ConfigurationError(f"--worker-id must be in [0, {self.num_workers - 1}] (--workers {self.num_workers}), but got {self.worker_id}")
+        if self.repeats < 1:
+            raise ConfigurationError(f"--repeats must be >= 1, but got {self.repeats}")
+        if self.warmup < 0:
+            raise ConfigurationError(f"--warmup must be >= 0, but got {self.warmup}")
+        if not self.poll_secs > 0:
+            raise ConfigurationError(f"--poll-secs must be > 0, but got {self.poll_secs}")
+        for name, value in (("--steal-after-secs", self.steal_after_secs), ("--exit-when-idle-secs", self.exit_when_idle_secs)):
+            if value is not None and not value >= 0:
+                raise ConfigurationError(f"{name} must be >= 0, but got {value}")
+        if not (self.device == "cpu" or self.device.startswith(("cuda", "gpu"))):
+            raise ConfigurationError(f"--device must be cpu, cuda, cuda:N or gpu, but got {self.device!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigurationError(f"--threads must be >= 1, but got {self.threads}")
+
+    @property
+    def steal_after(self) -> float:
+        return 2 * self.poll_secs if self.steal_after_secs is None else self.steal_after_secs
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """One poll: models this worker answered, models in sight it may not take yet, the marker."""
+
+    handled: int
+    waiting: int
+    controller_finished: bool
+
+
+@dataclass
+class WorkerSummary:
+    """What a worker did (printed as one JSON line when it exits)."""
+
+    worker_id: int
+    worker_instance: str
+    measured: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    lost_claims: list[str] = field(default_factory=list)
+    polls: int = 0
+    exit_reason: str = ""
+
+
+def current_rss_bytes() -> int:
+    """Resident memory of this process now (Linux), else its peak (``ru_maxrss``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class LatencyWorker:
+    """Serves every exported model below ``storage`` (see the module docstring for the rules).
+
+    Args:
+        storage: the watched folder.
+        config: the options.
+        controller: where ``controller_finished.json`` is looked for when it is
+            not ``storage`` itself (one extra request per poll).
+        clock, sleep: monotonic clock and sleeper (injected by tests).
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        config: WorkerConfig,
+        *,
+        controller: Storage | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.storage = storage
+        self.config = config
+        self.controller = controller
+        self.clock = clock
+        self.sleep = sleep
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.summary = WorkerSummary(config.worker_id, self.instance)
+        self.stop_requested = False
+        self._first_seen: dict[str, float] = {}
+        self._done: set[str] = set()
+        self._threads_set = False
+
+    def trial_uri(self, prefix: str) -> str:
+        return self.storage.child_uri(prefix) if prefix else self.storage.uri
+
+    # -- one poll -----------------------------------------------------------------------------
+    def poll_once(self) -> PollResult:
+        """List once, then claim and measure what is ours (and what may be stolen)."""
+        self.summary.polls += 1
+        states, finished = scan_exports(self.storage.list(""))
+        if self.controller is not None:
+            finished = self.controller.exists(CONTROLLER_FINISHED_FILE)
+        if finished:
+            return PollResult(handled=0, waiting=0, controller_finished=True)
+        now = self.clock()
+        own, others, waiting = [], [], 0
+        for prefix, state in states.items():
+            if prefix in self._done:
+                continue
+            if not state.pending:
+                self._done.add(prefix)  # answered, failed or someone else's: never looked at again
+                continue
+            first = self._first_seen.setdefault(prefix, now)
+            if shard_of(self.trial_uri(prefix), self.config.num_workers) == self.config.worker_id:
+                own.append(prefix)
+            elif now - first >= self.config.steal_after:
+                others.append(prefix)
+            else:
+                waiting += 1  # another shard's, not stealable yet: still work in sight
+        handled = 0
+        for prefix in own + others:
+            if self.stop_requested:
+                break
+            if self._claim(prefix):
+                self._measure_and_answer(prefix, stolen=prefix in others)
+                handled += 1
+        return PollResult(handled=handled, waiting=waiting, controller_finished=False)
+
+    def run(self) -> WorkerSummary:
+        """Poll until the exit rule holds; returns the summary."""
+        idle_since = self.clock()
+        while not self.stop_requested:
+            result = self.poll_once()
+            if result.controller_finished:
+                self.summary.exit_reason = "controller finished"
+                return self.summary
+            now = self.clock()
+            if result.handled or result.waiting:
+                idle_since = now
+                if result.handled:
+                    continue  # measuring took time: look again at once
+            elif self.config.exit_when_idle_secs is not None and now - idle_since >= self.config.exit_when_idle_secs:
+                self.summary.exit_reason = f"idle for {self.config.exit_when_idle_secs:g} s"
+                return self.summary
+            self.sleep(self.config.poll_secs)
+        self.summary.exit_reason = "stop requested"
+        return self.summary
+
+    # -- claim, measure, answer -----------------------------------------------------------------
+    def _claim(self, prefix: str) -> bool:
+        trial = self.storage.child(prefix) if prefix else self.storage
+        body = p.dump_json({"latency_worker_id": self.config.worker_id, "worker_instance": self.instance})
+        self._done.add(prefix)  # won or lost, this worker never tries it again
+        try:
+            trial.write_if_absent(p.LATENCY_WORKER_ID_FILE, body)
+        except PreconditionFailedError:
+            logger.info("worker %d: %s was claimed by another worker", self.config.worker_id, self.trial_uri(prefix))
+            self.summary.lost_claims.append(self.trial_uri(prefix))
+            return False
+        return True
+
+    def _measure_and_answer(self, prefix: str, *, stolen: bool) -> None:
+        trial = self.storage.child(prefix) if prefix else self.storage
+        uri = self.trial_uri(prefix)
+        stage, fmt = "reading export.json", None
+        try:
+            manifest = ExportManifest.from_json(trial.read(EXPORT_MANIFEST_FILE)[0], path=trial.child_uri(EXPORT_MANIFEST_FILE))
+            fmt = manifest.format
+            stage = "loading the model"
+            self._prepare(manifest)
+            gc.collect()
+            rss_before = current_rss_bytes()
+            loaded = load_exported(trial, manifest, device=self.config.device)
+            stage = "running the model"
+            answer = self._time(loaded, manifest, rss_before)
+        except Exception as exc:  # noqa: BLE001 - any failure of a user's model is recorded for its trainer
+            logger.error("worker %d: cannot measure %s while %s: %s", self.config.worker_id, uri, stage, exc)
+            record = {"error": f"{type(exc).__name__}: {exc}", "stage": stage, "format": fmt,
+                      "worker_id": self.config.worker_id, "worker_instance": self.instance}
+            self._write_once(trial, LATENCY_ERROR_FILE, p.dump_json(record), uri)
+            self.summary.errors.append(uri)
+            return
+        if self._write_once(trial, p.MODEL_LATENCY_FILE, p.encode_model_latency(answer), uri):
+            self.summary.measured.append(uri)
+            logger.info("worker %d: measured %s%s: %.3f ms (p90 %.3f ms) on %s", self.config.worker_id, uri,
+                        " (stolen)" if stolen else "", answer.latency_in_milliseconds,
+                        answer.extra["latency_p90_in_milliseconds"], answer.device_type)
+
+    def _write_once(self, trial: Storage, name: str, data: bytes, uri: str) -> bool:
+        try:
+            trial.write_if_absent(name, data)
+            return True
+        except PreconditionFailedError:
+            logger.warning("worker %d: %s/%s already exists; left as recorded", self.config.worker_id, uri, name)
+        except StorageError as exc:
+            logger.error("worker %d: cannot write %s/%s: %s", self.config.worker_id, uri, name, exc)
+        return False
+
+    def _prepare(self, manifest: ExportManifest) -> None:
+        module = "onnxruntime" if manifest.format == "onnx" else _FRAMEWORK_MODULES[manifest.framework]
+        mod = importlib.import_module(module)  # before the RSS baseline: imports are not the model's memory
+        if module == "torch" and self.config.threads is not None and not self._threads_set:
+            mod.set_num_threads(self.config.threads)
+            self._threads_set = True
+
+    def _time(self, loaded: LoadedModel, manifest: ExportManifest, rss_before: int) -> p.ModelLatency:
+        for _ in range(self.config.warmup):
+            loaded.run()
+        loaded.synchronize()
+        samples = []
+        for _ in range(self.config.repeats):
+            start = time.perf_counter_ns()
+            loaded.run()
+            loaded.synchronize()
+            samples.append((time.perf_counter_ns() - start) / 1e6)
+        median, p90 = summarize_latencies(samples)
+        memory = loaded.device_memory_bytes()
+        if memory is None:
+            memory = max(0, current_rss_bytes() - rss_before)
+        return p.ModelLatency(
+            latency_in_milliseconds=median,
+            device_type=loaded.device_type,
+            model_memory=float(memory),
+            extra={
+                "latency_p90_in_milliseconds": p90,
+                "num_repetitions": self.config.repeats,
+                "worker_id": self.config.worker_id,
+                "format": manifest.format,
+                "num_warmup": self.config.warmup,
+                "latency_statistic": "median",
+                "model_memory_unit": "bytes",
+            },
+        )
+
+
+# -- helpers for controllers -----------------------------------------------------------------
+
+
+def read_trial_latency(trial_storage: Storage, mode: str) -> float | None:
+    """A trial's latency in ms for correlation, or None when it has none (yet).
+
+    ``mode``: ``"worker"`` reads the worker's ``saved_model/model_latency.json``;
+    ``"trainer"`` reads ``latency`` from ``TRIAL_TRAINING_METRICS.json`` (what
+    the trainer reported; negative = none); ``"none"`` always gives None.
+
+    Raises:
+        ConfigurationError: unknown mode.
+        ProtocolError: the file exists but is malformed (record and go on).
+    """
+    if mode == "none":
+        return None
+    name = {"worker": p.MODEL_LATENCY_FILE, "trainer": p.TRIAL_TRAINING_METRICS_FILE}.get(mode)
+    if name is None:
+        raise ConfigurationError(f"latency mode must be 'worker', 'trainer' or 'none', but got {mode!r}")
+    try:
+        data, _ = trial_storage.read(name)
+    except NotFoundError:
+        return None
+    path = trial_storage.child_uri(name)
+    if mode == "worker":
+        return p.decode_model_latency(data, path=path).latency_in_milliseconds
+    latency = p.TrialTrainingMetrics.from_json(data, path=path).latency
+    return latency if latency >= 0.0 else None
+
+
+def mark_controller_finished(controller_dir: str | Storage, *, reason: str = "finished") -> None:
+    """Tell the workers serving this controller to exit (idempotent)."""
+    storage = controller_dir if isinstance(controller_dir, Storage) else open_storage(controller_dir)
+    storage.write(CONTROLLER_FINISHED_FILE, p.dump_json({"controller_finished": True, "reason": reason}))
+
+
+def clear_controller_finished(controller_dir: str | Storage) -> None:
+    """Remove the marker: call when a controller (re)starts, before starting workers."""
+    storage = controller_dir if isinstance(controller_dir, Storage) else open_storage(controller_dir)
+    storage.delete(CONTROLLER_FINISHED_FILE)
+
+
+def start_local_workers(
+    watch_dir: str,
+    n: int = 1,
+    *,
+    device: str = "cpu",
+    extra_args: Sequence[str] = (),
+    log_dir: str | None = None,
+    env: dict[str, str] | None = None,
+) -> list[subprocess.Popen[bytes]]:
+    """Start ``n`` worker processes (ids 0..n-1) on this machine; their stderr goes to ``log_dir``.
+
+    The caller owns the processes: they exit by themselves on the controller's
+    marker (:func:`mark_controller_finished`); terminate() them otherwise.
+    """
+    if n < 1:
+        raise ConfigurationError(f"n (number of latency workers) must be >= 1, but got {n}")
+    procs = []
+    for k in range(n):
+        argv = [sys.executable, "-m", "controllers.latency_worker", "--watch", watch_dir,
+                "--workers", str(n), "--worker-id", str(k), "--device", device, *extra_args]
+        log = None
+        if log_dir is not None:
+            os.makedirs(log_dir, exist_ok=True)
+            log = open(os.path.join(log_dir, f"latency_worker_{k}.log"), "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=log, env=env))
+        finally:
+            if log is not None:
+                log.close()
+    return procs
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``latency-worker`` flags (shared by ``proxy-task`` and ``python -m``)."""
+    parser.add_argument("--watch", required=True, help="controller, job or trial folder (path or gs://) to serve")
+    parser.add_argument("--controller-dir", default=None, help="where controller_finished.json appears (default: --watch)")
+    parser.add_argument("--workers", type=int, default=1, help="number of workers sharing the folder (default 1)")
+    parser.add_argument("--worker-id", type=int, default=0, help="this worker's index in [0, --workers) (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or gpu (default cpu)")
+    parser.add_argument("--repeats", type=int, default=100, help="timed batch-1 runs per model (default 100)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    parser.add_argument("--poll-secs", type=float, default=10.0, help="seconds between listings (default 10)")
+    parser.add_argument("--steal-after-secs", type=float, default=None,
+                        help="take another shard's model left unclaimed this long (default 2 polls)")
+    parser.add_argument("--exit-when-idle-secs", type=float, default=None,
+                        help="exit after this long with nothing to do (default: wait for the controller's marker)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run a worker from parsed flags; prints its summary as one JSON line on stdout."""
+    try:
+        config = WorkerConfig(
+            worker_id=args.worker_id, num_workers=args.workers, device=args.device, repeats=args.repeats,
+            warmup=args.warmup, poll_secs=args.poll_secs, steal_after_secs=args.steal_after_secs,
+            exit_when_idle_secs=args.exit_when_idle_secs, threads=args.threads,
+        )
+    except ConfigurationError as exc:
+        print(f"latency-worker: {exc}", file=sys.stderr)
+        return 2
+    controller = open_storage(args.controller_dir) if args.controller_dir else None
+    worker = LatencyWorker(open_storage(args.watch), config, controller=controller)
+
+    def request_stop(signum: int, frame: object) -> None:
+        worker.stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    logger.info("latency worker %d/%d (%s) watching %s on %s", config.worker_id, config.num_workers,
+                worker.instance, args.watch, config.device)
+    summary = worker.run()
+    logger.info("latency worker %d exits: %s", config.worker_id, summary.exit_reason)
+    print(json.dumps(asdict(summary)), flush=True)
+    return 0
+
+
+@command("latency-worker", help="measure exported models' latency on this machine for the trainers of a folder")
+def _add_latency_worker_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    add_arguments(parser)
+    return run_from_args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="proxy-task latency-worker", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run_from_args(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
