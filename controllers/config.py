@@ -1,0 +1,231 @@
+"""User configs (YAML -> pydantic v2): the shared parts and the two tools of this module.
+
+Every model forbids unknown keys, so a typo is an error that names the field.
+The search controller builds its ``SearchConfig`` from the shared parts::
+
+    from controllers.config import ControllerConfig
+    class SearchConfig(ControllerConfig):
+        desired_accuracy_correlation: float = 0.65
+        ...
+
+and loads it with ``load_config(path, SearchConfig)``. ``ControllerConfig``
+carries: ``controller_dir``, ``job_name``, ``seed``, ``trainer``,
+``search_space`` (optional), ``runner``, ``timeouts``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from controllers.jobs import JobSettings
+
+__all__ = [
+    "StrictModel",
+    "TrainerConfig",
+    "SearchSpaceConfig",
+    "RunnerConfig",
+    "TimeoutsConfig",
+    "ControllerConfig",
+    "VarianceConfig",
+    "ModelSelectionConfig",
+    "ConfigError",
+    "load_config",
+    "parse_config",
+]
+
+_C = TypeVar("_C", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file is unreadable or invalid; the message names the file and each bad field."""
+
+
+class StrictModel(BaseModel):
+    """Base of all config models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+FlagValue = str | int | float | bool
+
+
+class TrainerConfig(StrictModel):
+    """How to start the user's trainer.
+
+    ``command`` is the argv prefix (``["python", "-m", "examples.pytorch.trainer"]``
+    or ``["python", "train.py"]``); the controller appends ``--job-dir=<trial folder>``,
+    ``--nas_params_str=<json>``, ``args`` as ``--key=value`` and the re-training flags.
+    """
+
+    command: list[str] = Field(min_length=1)
+    args: dict[str, FlagValue] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("command")
+    @classmethod
+    def _no_empty(cls, v: list[str]) -> list[str]:
+        if any(not part for part in v):
+            raise ValueError("command parts must be non-empty strings, e.g. ['python', '-m', 'my.trainer']")
+        return v
+
+    def flag_items(self) -> list[tuple[str, str]]:
+        """``args`` as (key, value) strings; booleans become ``True``/``False`` like the reference."""
+        return [(k, str(v)) for k, v in self.args.items()]
+
+
+class SearchSpaceConfig(StrictModel):
+    """Where architectures come from: exactly one of ``function``, ``choices``, ``file``.
+
+    * ``function``: ``"package.module:function"`` or ``"path/to/space.py:function"``,
+      called as ``function(rng)`` with a ``random.Random`` and returning a JSON-able dict.
+    * ``choices``: a table ``{name: [choice, ...]}``; each name gets one choice.
+    * ``file``: a YAML file holding such a table.
+    """
+
+    function: str | None = None
+    choices: dict[str, list[Any]] | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchSpaceConfig:
+        given = [n for n in ("function", "choices", "file") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"search_space needs exactly one of 'function', 'choices' or 'file', but got {given or 'none'}"
+            )
+        if self.function is not None and ":" not in self.function:
+            raise ValueError(
+                f"search_space.function must look like 'module:function', but got {self.function!r}"
+            )
+        if self.choices is not None:
+            for name, options in self.choices.items():
+                if not options:
+                    raise ValueError(f"search_space.choices.{name} is empty; give at least one choice")
+        return self
+
+
+class RunnerConfig(StrictModel):
+    """Where trials run. ``local``: subprocesses on this machine."""
+
+    kind: Literal["local"] = "local"
+    max_parallel_trials: int | None = Field(default=None, ge=1)
+    log_dir: str | None = None  # local folder for trial logs; default: <controller_dir>/logs (local dirs)
+
+    def effective_max_parallel(self) -> int:
+        return self.max_parallel_trials or os.cpu_count() or 1
+
+
+class TimeoutsConfig(StrictModel):
+    """Loop timing in seconds (controller's monotonic clock)."""
+
+    poll_interval_secs: float = Field(default=10.0, gt=0)
+    no_metrics_timeout_secs: float | None = Field(default=3600.0, gt=0)
+    stop_grace_secs: float = Field(default=600.0, ge=0)
+    cancel_grace_secs: float = Field(default=30.0, ge=0)
+    heartbeat_interval_secs: float | None = Field(default=60.0, gt=0)
+    nan_grace_secs: float = Field(default=60.0, ge=0)
+    lease_timeout_secs: float = Field(default=900.0, gt=0)
+
+    def job_settings(self) -> JobSettings:
+        return JobSettings(
+            poll_interval_secs=self.poll_interval_secs,
+            no_metrics_timeout_secs=self.no_metrics_timeout_secs,
+            stop_grace_secs=self.stop_grace_secs,
+            cancel_grace_secs=self.cancel_grace_secs,
+            heartbeat_interval_secs=self.heartbeat_interval_secs,
+            nan_grace_secs=self.nan_grace_secs,
+        )
+
+
+class ControllerConfig(StrictModel):
+    """Shared by all tools: the controller folder, the trainer, the runner, the timing."""
+
+    controller_dir: str = Field(min_length=1)
+    job_name: str = Field(default="proxy_task", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    trainer: TrainerConfig
+    search_space: SearchSpaceConfig | None = None
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+
+
+class VarianceConfig(ControllerConfig):
+    """Variance measurement (reference §2)."""
+
+    search_space: SearchSpaceConfig
+    num_copies: int = Field(default=5, ge=2)
+    min_successful_copies: int = Field(default=3, ge=2)
+    max_workable_attempts: int = Field(default=10, ge=1)
+    workable_training_pct: float = Field(default=1.0, gt=0, le=100)
+    copies_training_pct: float = Field(default=100.0, gt=0)
+    max_variance_to_be_good: float = Field(default=0.4, ge=0)
+    max_smoothness_to_be_good: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _copies(self) -> VarianceConfig:
+        if self.min_successful_copies > self.num_copies:
+            raise ValueError(
+                f"min_successful_copies ({self.min_successful_copies}) must be <= num_copies ({self.num_copies})"
+            )
+        return self
+
+
+class ModelSelectionConfig(ControllerConfig):
+    """Model selection (reference §3)."""
+
+    search_space: SearchSpaceConfig
+    start_num_models: int = Field(default=30, ge=2)
+    final_num_models: int = Field(default=10, ge=2)
+    num_models_to_remove_per_iter: int = Field(default=5, ge=1)
+    min_num_filtered_trials: int = Field(default=2, ge=1)
+    max_failure_ratio: float = Field(default=0.2, ge=0, le=1)
+    require_latency: bool = False
+    accuracy_metric_id: str = "accuracy"
+    latency_metric_id: str | None = None
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ModelSelectionConfig:
+        if self.final_num_models > self.start_num_models:
+            raise ValueError(
+                f"final_num_models ({self.final_num_models}) must be <= start_num_models ({self.start_num_models})"
+            )
+        return self
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the documented fields)"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, model: type[_C], *, source: str = "config") -> _C:
+    """Validate a dict; :class:`ConfigError` lists every bad field by its dotted path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a mapping of keys to values, but got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | os.PathLike[str], model: type[_C]) -> _C:
+    """Read a YAML config file and validate it."""
+    import yaml
+
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, model, source=path)
