@@ -1,0 +1,119 @@
+"""The search controller's config (YAML), built on the shared parts of ``controllers.config``.
+
+Example::
+
+    controller_dir: runs/search
+    trainer: {command: [python, -m, my.trainer], args: {train_steps: 10000}}
+    runner: {max_parallel_trials: 8}
+    reference: {model_selection_dir: runs/model_selection}   # or job_dir / table
+    proxy_tasks:
+      generator: my.proxies:generate          # or grid / configs
+    correlation: spearman
+    desired_accuracy_correlation: 0.65
+    training_time_hrs_limit: 3.0
+    noise: {variance_dir: runs/variance}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from controllers.config import ControllerConfig, StrictModel
+
+__all__ = ["ReferenceConfig", "GridDimension", "ProxyTasksConfig", "NoiseConfig", "SearchConfig"]
+
+
+class ReferenceConfig(StrictModel):
+    """Where the full-training scores come from: exactly one of the three sources."""
+
+    model_selection_dir: str | None = None
+    job_dir: str | None = None
+    table: str | None = None
+    require_complete: bool = True
+    min_valid: int = Field(default=5, ge=2)
+    min_valid_ratio: float = Field(default=0.7, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReferenceConfig:
+        given = [n for n in ("model_selection_dir", "job_dir", "table") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError(
+                f"reference needs exactly one of 'model_selection_dir', 'job_dir' or 'table', but got {given or 'none'}"
+            )
+        return self
+
+
+class GridDimension(StrictModel):
+    """One named dimension of a proxy grid: plain ``values`` of ``arg``, or ``{label, args}`` values."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    arg: str | None = None
+    values: list[Any] = Field(min_length=1)
+
+
+class ProxyConfigItem(StrictModel):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProxyTasksConfig(StrictModel):
+    """The candidate proxies: exactly one of ``generator``, ``grid``, ``configs``."""
+
+    generator: str | None = None
+    grid: list[GridDimension] | None = None
+    configs: list[ProxyConfigItem] | None = None
+    name_prefix: str = Field(default="proxy", pattern=r"^[A-Za-z0-9_.-]+$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ProxyTasksConfig:
+        given = [n for n in ("generator", "grid", "configs") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"proxy_tasks needs exactly one of 'generator', 'grid' or 'configs', but got {given or 'none'}")
+        return self
+
+
+class NoiseConfig(StrictModel):
+    """Seed noise for the noise ceiling: a variance-measurement folder or a number."""
+
+    variance_dir: str | None = None
+    seed_std: float | None = Field(default=None, ge=0)
+    abort_if_unreachable: bool = False
+    n_sim: int = Field(default=2000, ge=10)
+
+    @model_validator(mode="after")
+    def _one(self) -> NoiseConfig:
+        if self.variance_dir and self.seed_std is not None:
+            raise ValueError("noise: give either 'variance_dir' or 'seed_std', not both")
+        return self
+
+
+class SearchConfig(ControllerConfig):
+    """Proxy-task search (reference §4) with our additions (CI stop rule, noise ceiling, plots)."""
+
+    reference: ReferenceConfig
+    proxy_tasks: ProxyTasksConfig
+    correlation: Literal["spearman", "kendall"] = "spearman"
+    stop_rule: Literal["point", "lower_bound"] = "point"
+    desired_accuracy_correlation: float | None = Field(default=0.65, ge=-1, le=1)
+    desired_accuracy: float | None = None
+    training_time_hrs_limit: float | None = Field(default=3.0, ge=0)
+    desired_latency_correlation: float | None = Field(default=0.65, ge=-1, le=1)
+    early_stop_proxy_task_if_not_best: bool = True
+    min_pairs: int = Field(default=5, ge=2)
+    min_valid_ratio: float = Field(default=0.7, ge=0, le=1)
+    bootstrap_resamples: int = Field(default=1000, ge=0)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    noise: NoiseConfig | None = None
+    plots: bool = True
+    train_steps_arg: str = "train_steps"
+    decay_steps_arg: str = "decay_steps"
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> SearchConfig:
+        if self.desired_accuracy_correlation is None and self.desired_accuracy is None:
+            raise ValueError(
+                "set desired_accuracy_correlation or desired_accuracy: without either no proxy can succeed"
+            )
+        return self

@@ -1,0 +1,523 @@
+"""The proxy-task search loop (reference §4.2), crash-safe and with a working "stop now".
+
+For each proxy config in order: train the reference architectures with the proxy's arguments
+(from scratch, through the retrain flags), fold every poll's metrics into per-step statistics,
+decide with the pure ``stats.decide_stop``, and when a rule fires post "stop now" through the
+shared job loop (the trials really stop). After the job: latency correlation, cost, verdict,
+best proxy. The state file is saved on every change, before every external action, so a
+killed controller resumes finished, failed and in-flight proxy tasks without duplicate trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controllers.jobs import (
+    JobRecord,
+    JobResult,
+    JobSpec,
+    JobView,
+    StopAll,
+    TrialPlan,
+    TrialState,
+    job_dir_uri,
+    run_job,
+)
+from controllers.progress import NullProgress, Progress
+from controllers.runners import Runner, make_runner
+from controllers.search import evaluate as ev
+from controllers.search.config import SearchConfig
+from controllers.search.proxy_configs import ProxyTaskConfig, generate_from_function, grid_configs, validate_configs
+from controllers.search.reference import (
+    ReferenceModels,
+    reference_from_job_dir,
+    reference_from_model_selection,
+    reference_from_table,
+)
+from controllers.search.state import (
+    DONE,
+    JOB_FAILED,
+    RAN_TILL_COMPLETION,
+    RUNNING,
+    SEARCH_CONTROLLER_STATE_FILE,
+    ProxyTaskEntry,
+    SearchState,
+)
+from controllers.search.step_stats import StepStats, accuracy_at_step, compute_step_stats
+from controllers.search.verdicts import SeedNoise, Verdict, ceiling_verdict, closeness_to_ceiling, read_seed_noise
+from controllers.state import Lease, StateFile
+from controllers.stats import Ceiling, StopDecision, best_proxy
+from controllers.testing import crash_point
+from proxy_task_utils.errors import ConfigurationError
+from proxy_task_utils.storage import Storage, open_storage
+
+__all__ = ["SearchController", "SearchAborted", "load_proxy_configs", "load_reference", "RETRAIN_FLAGS"]
+
+logger = logging.getLogger("controllers.search")
+
+#: Flags the controller sets itself; a proxy config may not set them.
+RETRAIN_FLAGS = ("retrain_search_job_dir", "retrain_search_job_trials", "retrain_use_search_job_checkpoint")
+STATE_KIND = "proxy_task_search"
+
+
+class SearchAborted(RuntimeError):
+    """The search stopped before evaluating all proxies (e.g. target out of reach); state is saved."""
+
+
+def load_reference(config: SearchConfig) -> ReferenceModels:
+    """Reads the reference scores from the configured source and checks there are enough."""
+    r = config.reference
+    if r.model_selection_dir:
+        ref = reference_from_model_selection(r.model_selection_dir, require_complete=r.require_complete)
+    elif r.job_dir:
+        ref = reference_from_job_dir(r.job_dir, require_complete=r.require_complete)
+    else:
+        assert r.table is not None
+        ref = reference_from_table(r.table, config.controller_dir)
+    ref.check_valid(min_valid=r.min_valid, min_valid_ratio=r.min_valid_ratio)
+    return ref
+
+
+def load_proxy_configs(config: SearchConfig) -> list[ProxyTaskConfig]:
+    """The candidate proxies, in order, with the retrain flags refused (the controller sets them)."""
+    base = dict(config.trainer.args)
+    pt = config.proxy_tasks
+    if pt.generator:
+        configs = generate_from_function(pt.generator, base)
+    elif pt.grid is not None:
+        configs = grid_configs([d.model_dump() for d in pt.grid], base, prefix=pt.name_prefix)
+    else:
+        assert pt.configs is not None
+        configs = validate_configs([ProxyTaskConfig(c.name, {**base, **c.args}) for c in pt.configs])
+    for cfg in configs:
+        bad = [k for k in cfg.args if k in RETRAIN_FLAGS or k in ("job-dir", "job_dir", "nas_params_str")]
+        if bad:
+            raise ConfigurationError(
+                f"proxy task {cfg.name!r} sets {bad}; the search controller sets these itself "
+                "(proxy trials re-train the reference models from scratch)"
+            )
+    return configs
+
+
+@dataclass
+class _Run:
+    """Per-proxy working data of one controller run (not saved)."""
+
+    entry: ProxyTaskEntry
+    record: JobRecord
+    cache: dict[tuple, Any]
+    last_settled: int = -1
+    last_plotted_steps: int = -1
+
+
+class SearchController:
+    """Runs (or resumes) a proxy-task search described by a :class:`SearchConfig`.
+
+    Args:
+        config: The validated config.
+        resume: Continue from the folder's state file; without it an existing state is an error.
+        runner: Where trials run (default: a local subprocess runner).
+        progress: Terminal progress sink.
+        clock, sleep: Injected monotonic clock and sleeper (passed to the job loop).
+    """
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        *,
+        resume: bool = False,
+        runner: Runner | None = None,
+        progress: Progress | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.resume = resume
+        self.storage: Storage = open_storage(config.controller_dir)
+        self.runner = runner
+        self.progress = progress or NullProgress()
+        self.clock = clock
+        self.sleep = sleep
+        self.state_file = StateFile(self.storage, SEARCH_CONTROLLER_STATE_FILE, kind=STATE_KIND)
+        self.state = SearchState()
+        self.reference: ReferenceModels | None = None
+        self.ceiling: Ceiling | None = None
+        self.targets = ev.Targets(
+            desired_correlation=config.desired_accuracy_correlation,
+            desired_accuracy=config.desired_accuracy,
+            training_time_hrs_limit=config.training_time_hrs_limit,
+            desired_latency_correlation=config.desired_latency_correlation,
+            early_stop_if_not_best=config.early_stop_proxy_task_if_not_best,
+            stop_rule=config.stop_rule,
+            method=config.correlation,
+        )
+        self._lease: Lease | None = None
+
+    # -- state ----------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Atomic save of the whole state file (also the job loop's ``persist``)."""
+        self.state_file.save(self.state.to_dict())
+
+    def _load_or_create_state(self) -> None:
+        obj = self.state_file.load()
+        if obj is not None and not self.resume:
+            raise ConfigurationError(
+                f"{self.state_file.uri} exists: resume with --resume, or use a new controller_dir"
+            )
+        if obj is not None:
+            self.state = SearchState.from_dict(obj, path=self.state_file.uri)
+            if self.state.correlation_method != self.config.correlation:
+                raise ConfigurationError(
+                    f"correlation is {self.config.correlation!r} but {self.state_file.uri} was decided with "
+                    f"{self.state.correlation_method!r}; keep the recorded method or use a new controller_dir"
+                )
+        self.state.correlation_method = self.config.correlation
+        self.state.stop_rule = self.config.stop_rule
+        self.state.targets = self.targets.to_dict()
+        self.state.settings = {
+            "min_pairs": self.config.min_pairs,
+            "min_valid_ratio": self.config.min_valid_ratio,
+            "bootstrap_resamples": self.config.bootstrap_resamples,
+            "confidence": self.config.confidence,
+            "train_steps_arg": self.config.train_steps_arg,
+            "decay_steps_arg": self.config.decay_steps_arg,
+            "base_args": dict(self.config.trainer.args),
+        }
+
+    def _prepare_reference(self) -> None:
+        if self.state.reference:  # resume: the recorded scores decided earlier proxies; keep them
+            self.reference = ReferenceModels.from_dict(self.state.reference)
+        else:
+            self.reference = load_reference(self.config)
+            self.state.reference = self.reference.to_dict()
+            for w in self.reference.warnings:
+                self.state.warn(w)
+        if self.config.desired_latency_correlation is not None and not self._reference_has_latency():
+            self.state.warn(
+                "the reference has no latencies: the latency correlation is not checked "
+                "(as in the reference tool, which checks it only when a latency job ran)"
+            )
+
+    def _reference_has_latency(self) -> bool:
+        assert self.reference is not None
+        return sum(v is not None for v in self.reference.latencies) >= self.config.min_pairs
+
+    def _prepare_noise(self) -> Verdict | None:
+        noise_cfg = self.config.noise
+        if noise_cfg is None:
+            return None
+        assert self.reference is not None
+        valid = [a for a in self.reference.accuracies if a is not None]
+        mean = sum(valid) / len(valid) if valid else None
+        if noise_cfg.seed_std is not None:
+            noise = SeedNoise(noise_cfg.seed_std, "noise.seed_std in the config")
+        else:
+            assert noise_cfg.variance_dir is not None
+            noise = read_seed_noise(noise_cfg.variance_dir, reference_mean=mean)
+        verdict = ceiling_verdict(
+            self.reference.accuracies, noise, method=self.config.correlation,
+            target=self.config.desired_accuracy_correlation, n_sim=noise_cfg.n_sim, seed=self.config.seed,
+        )
+        self.ceiling = verdict.ceiling
+        self.state.noise_ceiling = verdict.to_dict()
+        if not verdict.reachable:
+            self.state.warn(verdict.message)
+            logger.warning("%s", verdict.message)
+        else:
+            logger.info("%s", verdict.message)
+        self.progress.message(verdict.message)
+        return verdict
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def run(self) -> SearchState:
+        """Evaluates every proxy (resuming where the state says), then picks the best one.
+
+        Raises:
+            SearchAborted: ``noise.abort_if_unreachable`` and the target is out of reach.
+            ConfigurationError: Bad reference, configs or state.
+            controllers.state.LeaseHeldError: Another controller drives this folder.
+        """
+        self._lease = Lease(self.storage, timeout_secs=self.config.timeouts.lease_timeout_secs,
+                            clock=self.clock, sleep=self.sleep)
+        self._lease.acquire()
+        try:
+            return self._run()
+        finally:
+            self._lease.release()
+            if self.runner is not None:
+                self.runner.close()
+
+    def _run(self) -> SearchState:
+        self._load_or_create_state()
+        self._prepare_reference()
+        verdict = self._prepare_noise()
+        configs = load_proxy_configs(self.config)
+        self._register(configs)
+        self.save()
+        if verdict is not None and not verdict.reachable and self.config.noise and self.config.noise.abort_if_unreachable:
+            raise SearchAborted(verdict.message)
+        for cfg in configs:
+            entry = self.state.proxy_tasks_map[cfg.name]
+            if entry.status == DONE:
+                logger.info("proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state)
+                continue
+            self._evaluate(cfg, entry)
+        self._update_best()
+        self.state.finished = True
+        self.save()
+        return self.state
+
+    def _register(self, configs: list[ProxyTaskConfig]) -> None:
+        """Adds new configs to the map (a grown list on resume); recorded ones are kept as recorded."""
+        existing = self.state.proxy_tasks_map
+        next_index = max((e.order_index for e in existing.values()), default=-1) + 1
+        for cfg in configs:
+            entry = existing.get(cfg.name)
+            if entry is None:
+                existing[cfg.name] = ProxyTaskEntry(cfg.name, order_index=next_index, args=dict(cfg.args))
+                next_index += 1
+            elif entry.args and entry.args != cfg.args:
+                self.state.warn(
+                    f"proxy task {cfg.name!r}: its arguments changed since it was recorded; "
+                    "the recorded run is kept (rename the config to evaluate the new arguments)"
+                )
+        if self.state.finished and any(e.status != DONE for e in existing.values()):
+            self.state.finished = False
+
+    def _best_hours(self) -> float | None:
+        best = self._update_best()
+        if not best:
+            return None
+        return self.state.proxy_tasks_map[best].proxy_task_stats.final_training_time_in_hours
+
+    def _update_best(self) -> str:
+        outcomes = [
+            (e.proxy_task_name, e.succeeded, e.proxy_task_stats.final_training_time_in_hours, e.order_index)
+            for e in self.state.ordered_entries()
+        ]
+        self.state.best_proxy_task_name = best_proxy(outcomes) or ""
+        return self.state.best_proxy_task_name
+
+    # -- one proxy task ------------------------------------------------------------------------
+
+    def _job_spec(self, cfg: ProxyTaskConfig, entry: ProxyTaskEntry, record: JobRecord) -> JobSpec:
+        assert self.reference is not None
+        trainer = self.config.trainer
+        flags = [(k, str(v)) for k, v in cfg.args.items()]
+        flags += [
+            ("retrain_search_job_dir", self.reference.job_dir),
+            ("retrain_search_job_trials", ",".join(self.reference.trial_ids)),
+        ]
+        log_dir = self.config.runner.log_dir or _local_log_dir(self.storage)
+        return JobSpec(
+            name=record.name,
+            job_dir_uri=record.job_dir_uri,
+            log_dir=f"{log_dir}/{record.name}",
+            trainer_command=tuple(trainer.command),
+            trials=tuple(TrialPlan(t.trial_id, flags=tuple(flags)) for t in record.trials),
+            desired_training_pct=None,
+            max_training_time_in_hrs=self.config.training_time_hrs_limit,
+            env=tuple(trainer.env.items()),
+        )
+
+    def _runner(self) -> Runner:
+        if self.runner is None:
+            self.runner = make_runner(self.config.runner.kind,
+                                      max_parallel=self.config.runner.effective_max_parallel())
+        return self.runner
+
+    def _evaluate(self, cfg: ProxyTaskConfig, entry: ProxyTaskEntry) -> None:
+        assert self.reference is not None
+        n = self.reference.num_trials
+        if entry.job is None:
+            name = f"ProxyTask_{self.config.job_name}_{cfg.name}"
+            record = JobRecord.create(name, job_dir_uri(self.storage.uri, name), [str(k) for k in range(1, n + 1)])
+            entry.search_job_name = name
+            entry.search_job_link = record.job_dir_uri
+            entry.job = record.to_dict()
+            entry.status = RUNNING
+            self.save()  # the job is named before anything is launched
+        else:
+            record = JobRecord.from_dict(entry.job)
+        self.progress.message(f"proxy task {cfg.name}: {n} trials in {record.job_dir_uri}")
+        run = _Run(entry, record, cache={})
+        best_hours = self._best_hours()
+
+        def persist() -> None:
+            entry.job = record.to_dict()
+            self.save()
+
+        def on_poll(view: JobView) -> StopAll | None:
+            return self._on_poll(run, view, best_hours)
+
+        result = run_job(
+            self._job_spec(cfg, entry, record), self._runner(), record, persist=persist,
+            settings=self.config.timeouts.job_settings(), on_poll=on_poll, lease=self._lease,
+            progress=self.progress, clock=self.clock, sleep=self.sleep,
+        )
+        self._finish(run, result, best_hours)
+
+    def _metrics_in_order(self, by_id: dict[str, Any]) -> list[Any]:
+        assert self.reference is not None
+        return [by_id.get(str(k)) for k in range(1, self.reference.num_trials + 1)]
+
+    def _stats(self, run: _Run, metrics: list[Any], ended: list[bool]) -> StepStats:
+        assert self.reference is not None
+        cfg = self.config
+        return compute_step_stats(
+            ev.curves_from_metrics(metrics, ended), self.reference.accuracies,
+            min_pairs=cfg.min_pairs, min_valid_ratio=cfg.min_valid_ratio, n_bootstrap=cfg.bootstrap_resamples,
+            confidence=cfg.confidence, seed=cfg.seed, cache=run.cache,
+        )
+
+    def _too_many_failures(self, failed: int) -> bool:
+        n = self.reference.num_trials if self.reference else 0
+        need = max(self.config.min_pairs, math.ceil(self.config.min_valid_ratio * n - 1e-9))
+        return n - failed < need
+
+    def _apply_decision(self, entry: ProxyTaskEntry, decision: StopDecision) -> None:
+        s = entry.proxy_task_stats
+        s.stopping_state = decision.state
+        entry.stop_reason = decision.reason
+        if decision.crossing is not None:
+            entry.crossing = decision.crossing.to_dict()
+            s.final_training_time_in_hours = decision.crossing.hours
+            s.final_training_steps = decision.crossing.step_int
+
+    def _on_poll(self, run: _Run, view: JobView, best_hours: float | None) -> StopAll | None:
+        entry = run.entry
+        metrics = self._metrics_in_order({t: snap.metrics for t, snap in view.snapshots.items()})
+        ended = self._metrics_in_order({t: st.is_final for t, st in view.states.items()})
+        ended = [bool(e) for e in ended]
+        stats = self._stats(run, metrics, ended)
+        ev.fill_step_stats(entry, stats, self.targets.method)
+        entry.cost_trial_hours = ev.cost_trial_hours(metrics)
+        entry.num_failed_trials = sum(st is TrialState.FAILED for st in view.states.values())
+        stop: StopAll | None = None
+        decided = entry.proxy_task_stats.stopping_state != "" or entry.proxy_task_stats.posted_stop_trials_message
+        settled = len(stats.series(self.targets.method))
+        if not decided and settled != run.last_settled:
+            run.last_settled = settled
+            decision = ev.decide(stats, self.targets, best_hours)
+            entry.log_decision(ev.decision_record(stats, self.targets, best_hours, decision, poll=view.poll_index))
+            if decision.stop:
+                self._apply_decision(entry, decision)
+                logger.info("proxy task %s: stop (%s): %s", entry.proxy_task_name, decision.state, decision.reason)
+        if not decided and not entry.proxy_task_stats.stopping_state and self._too_many_failures(entry.num_failed_trials):
+            entry.proxy_task_stats.stopping_state = JOB_FAILED
+            entry.stop_reason = f"{entry.num_failed_trials} trials failed: too few left for a valid correlation"
+            entry.log_decision({"poll": view.poll_index, "stop": True, "state": JOB_FAILED, "reason": entry.stop_reason})
+        if not decided and entry.proxy_task_stats.stopping_state:
+            entry.proxy_task_stats.posted_stop_trials_message = True
+            self.progress.message(f"proxy task {entry.proxy_task_name}: {entry.proxy_task_stats.stopping_state}")
+        if entry.proxy_task_stats.posted_stop_trials_message and run.record.stop_reason is None:
+            # also after a crash between our save and the loop's: the decision stands, post it (again)
+            stop = StopAll(f"{entry.proxy_task_stats.stopping_state}: {entry.stop_reason}")
+        entry.job = run.record.to_dict()
+        self.save()  # saved during monitoring, and before "stop now" is posted
+        if len(stats) != run.last_plotted_steps:
+            run.last_plotted_steps = len(stats)
+            self._plot(entry, stats, metrics, final=False)
+        crash_point("search_after_poll")
+        return stop
+
+    def _finish(self, run: _Run, result: JobResult, best_hours: float | None) -> None:
+        """Folds in the last metrics (written after the last poll), then latency, cost and verdict."""
+        entry = run.entry
+        s = entry.proxy_task_stats
+        metrics = self._metrics_in_order({t.trial_id: t.metrics for t in result.trials})
+        stats = self._stats(run, metrics, [True] * len(metrics))
+        ev.fill_step_stats(entry, stats, self.targets.method)
+        entry.cost_trial_hours = ev.cost_trial_hours(metrics)
+        entry.failures = {t.trial_id: t.failure.to_dict() for t in result.trials if t.failure is not None}
+        entry.num_failed_trials = len(result.failed)
+        if not s.stopping_state:
+            decision = ev.decide(stats, self.targets, best_hours)
+            entry.log_decision(ev.decision_record(stats, self.targets, best_hours, decision, poll=None))
+            if decision.stop:
+                self._apply_decision(entry, decision)
+            elif self._too_many_failures(entry.num_failed_trials):
+                s.stopping_state = JOB_FAILED
+                entry.stop_reason = f"{entry.num_failed_trials} trials failed: too few left for a valid correlation"
+            else:
+                s.stopping_state = RAN_TILL_COMPLETION
+                entry.stop_reason = decision.reason
+        latency = None
+        if self._reference_has_latency():
+            assert self.reference is not None
+            proxy_lat = [m.latency if m is not None and m.latency > 0 else None for m in metrics]
+            check = ev.latency_check(
+                self.reference.latencies, proxy_lat, self.targets, min_pairs=self.config.min_pairs,
+                min_valid_ratio=self.config.min_valid_ratio, n_bootstrap=self.config.bootstrap_resamples,
+                confidence=self.config.confidence, seed=self.config.seed,
+            )
+            chosen = check.correlations[self.targets.method]
+            s.latency_correlation = chosen.coefficient
+            s.latency_correlation_p_value = chosen.p_value
+            entry.latency_correlations = {m: c.to_dict() for m, c in check.correlations.items()}
+            latency = (proxy_lat, self.reference.latencies, f"latency {self.targets.method} = {_fmt(chosen.coefficient)}")
+            if not check.passed:
+                from controllers.search.state import FAILED_DESIRED_LATENCY_CORRELATION
+
+                previous = s.stopping_state
+                s.stopping_state = FAILED_DESIRED_LATENCY_CORRELATION
+                entry.stop_reason = f"{check.reason} (before the latency check: {previous}: {entry.stop_reason})"
+            entry.log_decision({"poll": None, "latency": True, "passed": check.passed, "reason": check.reason,
+                                "correlations": entry.latency_correlations})
+        if self.ceiling is not None:
+            entry.ceiling_fraction = closeness_to_ceiling(entry.best_correlation, self.ceiling)
+        entry.status = DONE
+        entry.job = run.record.to_dict()
+        self._update_best()
+        self.save()
+        self._plot(entry, stats, metrics, final=True, latency=latency)
+        logger.info("proxy task %s: %s (%s)", entry.proxy_task_name, s.stopping_state, entry.stop_reason)
+        self.progress.message(f"proxy task {entry.proxy_task_name}: {s.stopping_state}")
+
+    def _plot(self, entry: ProxyTaskEntry, stats: StepStats, metrics: list[Any], *, final: bool,
+              latency: tuple[Any, Any, str] | None = None) -> None:
+        if not self.config.plots or not len(stats):
+            return
+        from controllers.search.plots import render_proxy_plots
+
+        assert self.reference is not None
+        curves = [[(e.training_step, e.accuracy) for e in m.training_accuracy_over_steps] if m else [] for m in metrics]
+        hours_per_step = [None if m is None or m.seconds_per_step is None else m.seconds_per_step / 3600 for m in metrics]
+        index = entry.crossing["index"] if entry.crossing else max(len(stats.series(self.targets.method)) - 1, 0)
+        step = stats.training_steps[index]
+        proxy_at = [accuracy_at_step(c, step) for c in curves]
+        corr = stats.correlations[self.targets.method][index]
+        scatter = (proxy_at, self.reference.accuracies,
+                   f"{entry.proxy_task_name} at step {step}: {self.targets.method} = {_fmt(corr.coefficient)}")
+        try:
+            render_proxy_plots(
+                self.storage, entry, method=self.targets.method,
+                target_correlation=self.config.desired_accuracy_correlation,
+                target_accuracy=self.config.desired_accuracy, curves=curves, hours_per_step=hours_per_step,
+                scatter=scatter, latency=latency,
+            )
+        except Exception as exc:  # a plot must never stop the search
+            logger.warning("could not draw plots of %s: %s", entry.proxy_task_name, exc)
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _local_log_dir(storage: Storage) -> str:
+    uri = storage.uri
+    if "://" in uri:
+        import tempfile
+
+        return tempfile.mkdtemp(prefix="proxy_task_search_logs_")
+    return f"{uri.rstrip('/')}/logs"
+
+
+_ = Verdict  # re-exported type used in annotations by callers

@@ -1,0 +1,198 @@
+"""PNG plots of a proxy task (matplotlib Agg, imported lazily; one file per kind, redrawn in place).
+
+File names follow the reference (``proxy_task_<name>_*.png``) where it had one. Unlike the
+reference, there is no file per recorded step: the scatter is drawn once, at the decision
+point (or the last settled step), and the controller redraws at most once per poll.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from proxy_task_utils.storage import Storage
+
+__all__ = ["plot_file_names", "render_proxy_plots", "render_analysis_plot", "figure_to_png"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_to_png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def plot_file_names(name: str) -> dict[str, str]:
+    prefix = f"proxy_task_{name}"
+    return {
+        "corr_steps": f"{prefix}_accuracy_correlation_vs_training_steps.png",
+        "corr_time": f"{prefix}_accuracy_correlation_vs_training_time.png",
+        "acc_steps": f"{prefix}_accuracy_vs_training_steps.png",
+        "acc_time": f"{prefix}_accuracy_vs_training_time.png",
+        "scatter": f"{prefix}_accuracy_correlation_at_decision.png",
+        "latency": f"{prefix}_latency_correlation.png",
+    }
+
+
+def _xy(xs: Sequence[Any], ys: Sequence[Any]) -> tuple[list[float], list[float]]:
+    pairs = [(float(x), float(y)) for x, y in zip(xs, ys) if x is not None and y is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _correlation_plot(
+    x: Sequence[Any], corr: dict[str, list[dict[str, Any]]], method: str, target: float | None, xlabel: str, title: str
+) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m, rows in corr.items():
+        xs, ys = _xy(x, [r.get("coefficient") for r in rows])
+        style = "-o" if m == method else "--"
+        ax.plot(xs, ys, style, markersize=3, label=f"{m}{' (decides)' if m == method else ''}")
+        if m == method:
+            band = [
+                (float(xi), r["ci_low"], r["ci_high"])
+                for xi, r in zip(x, rows)
+                if xi is not None and r.get("ci_low") is not None and r.get("ci_high") is not None
+            ]
+            if band:
+                ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], alpha=0.2,
+                                label=f"{m} bootstrap CI")
+    if target is not None:
+        ax.axhline(target, color="red", linestyle=":", label=f"target {target:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("rank correlation with full training")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return figure_to_png(fig)
+
+
+def _accuracy_plot(
+    x: Sequence[Any], median: Sequence[Any], curves: Sequence[Sequence[tuple[float, float]]] | None,
+    target: float | None, xlabel: str, title: str,
+) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for curve in curves or ():
+        if curve:
+            ax.plot([c[0] for c in curve], [c[1] for c in curve], color="grey", alpha=0.35, linewidth=0.8)
+    xs, ys = _xy(x, median)
+    ax.plot(xs, ys, "-o", markersize=3, color="C0", label="median accuracy")
+    if target is not None:
+        ax.axhline(target, color="red", linestyle=":", label=f"desired accuracy {target:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return figure_to_png(fig)
+
+
+def _scatter(proxy: Sequence[Any], reference: Sequence[Any], title: str, xlabel: str, ylabel: str) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    xs, ys = _xy(reference, proxy)
+    ax.scatter(xs, ys)
+    for i, (r, p) in enumerate(zip(reference, proxy)):
+        if r is not None and p is not None:
+            ax.annotate(str(i + 1), (r, p), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return figure_to_png(fig)
+
+
+def render_proxy_plots(
+    storage: Storage,
+    entry: Any,
+    *,
+    method: str,
+    target_correlation: float | None,
+    target_accuracy: float | None,
+    curves: Sequence[Sequence[tuple[int, float]]] | None = None,
+    hours_per_step: Sequence[float | None] | None = None,
+    scatter: tuple[Sequence[Any], Sequence[Any], str] | None = None,
+    latency: tuple[Sequence[Any], Sequence[Any], str] | None = None,
+) -> list[str]:
+    """Writes the plots of one proxy task into ``storage`` (the controller folder); returns the names.
+
+    Args:
+        storage: Where to write.
+        entry: The :class:`~controllers.search.state.ProxyTaskEntry`.
+        method: The deciding coefficient (drawn with its CI band).
+        target_correlation, target_accuracy: Horizontal target lines (None: none).
+        curves: Per trial ``(step, accuracy)`` points (grey lines behind the median).
+        hours_per_step: Per trial seconds-per-step / 3600, to draw the curves against time.
+        scatter: ``(proxy scores, reference scores, title)`` at the decision point.
+        latency: ``(proxy latencies, reference latencies, title)``.
+    """
+    stats = entry.proxy_task_stats
+    name = entry.proxy_task_name
+    names = plot_file_names(name)
+    steps = stats.training_steps
+    hours = stats.median_training_time_hrs_over_step
+    written = []
+    if not steps:
+        return written
+    corr = entry.correlation_over_step
+    outputs = {
+        "corr_steps": _correlation_plot(steps, corr, method, target_correlation, "training step",
+                                        f"{name}: correlation vs steps"),
+        "corr_time": _correlation_plot(hours, corr, method, target_correlation, "median training hours",
+                                       f"{name}: correlation vs time"),
+        "acc_steps": _accuracy_plot(steps, stats.median_accuracy_over_step, curves, target_accuracy,
+                                    "training step", f"{name}: accuracy vs steps"),
+    }
+    time_curves = None
+    if curves is not None and hours_per_step is not None:
+        time_curves = [
+            [(h * (s + 1), a) for s, a in c] if h is not None else [] for c, h in zip(curves, hours_per_step)
+        ]
+    outputs["acc_time"] = _accuracy_plot(hours, stats.median_accuracy_over_step, time_curves, target_accuracy,
+                                         "training hours", f"{name}: accuracy vs time")
+    if scatter is not None:
+        outputs["scatter"] = _scatter(scatter[0], scatter[1], scatter[2], "full-training accuracy", "proxy accuracy")
+    if latency is not None:
+        outputs["latency"] = _scatter(latency[0], latency[1], latency[2], "reference latency", "proxy latency")
+    for key, png in outputs.items():
+        storage.write(names[key], png)
+        written.append(names[key])
+    return written
+
+
+def render_analysis_plot(
+    series: dict[str, dict[str, Any]], *, xlabel: str, title: str, target: float | None = None
+) -> bytes:
+    """One figure: correlation vs step with CI band for each named series (retrospective analysis).
+
+    ``series[label] = {"x": [...], "coefficient": [...], "ci_low": [...], "ci_high": [...]}``.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, s in series.items():
+        xs, ys = _xy(s["x"], s["coefficient"])
+        (line,) = ax.plot(xs, ys, "-o", markersize=3, label=label)
+        band = [
+            (float(x), lo, hi) for x, lo, hi in zip(s["x"], s["ci_low"], s["ci_high"])
+            if x is not None and lo is not None and hi is not None
+        ]
+        if band:
+            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], alpha=0.15,
+                            color=line.get_color())
+    if target is not None:
+        ax.axhline(target, color="red", linestyle=":", label=f"target {target:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("rank correlation")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return figure_to_png(fig)

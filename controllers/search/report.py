@@ -1,0 +1,288 @@
+"""``proxy-task report DIR``: a readable summary of a search folder, and the winner as a config.
+
+Writes ``report.md``, ``report.html`` and (when a proxy succeeded) ``best_proxy_task.yaml``:
+the winning proxy's arguments with the training steps set to its final training steps and the
+cosine-decay steps equal to them, so the learning rate ends near zero at the new length.
+Everything is read from ``SEARCH_CONTROLLER_STATE.json``; nothing is recomputed or guessed.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from controllers.search.plots import plot_file_names
+from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState
+from proxy_task_utils import protocol
+from proxy_task_utils.errors import ConfigurationError, NotFoundError
+from proxy_task_utils.storage import Storage, open_storage
+
+__all__ = [
+    "REPORT_MD",
+    "REPORT_HTML",
+    "BEST_PROXY_YAML",
+    "Report",
+    "load_search_state",
+    "build_report",
+    "best_proxy_config",
+    "write_report",
+]
+
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+BEST_PROXY_YAML = "best_proxy_task.yaml"
+
+
+def load_search_state(storage: Storage) -> SearchState:
+    """Reads the search state of a controller folder (ConfigurationError naming it if absent)."""
+    try:
+        data, _ = storage.read(SEARCH_CONTROLLER_STATE_FILE)
+    except NotFoundError as exc:
+        raise ConfigurationError(
+            f"{storage.child_uri(SEARCH_CONTROLLER_STATE_FILE)} does not exist: is this a search controller folder?"
+        ) from exc
+    path = storage.child_uri(SEARCH_CONTROLLER_STATE_FILE)
+    return SearchState.from_dict(protocol.load_json_object(data, path=path), path=path)
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) >= 10 ** (-digits) or v == 0 else f"{v:.{digits}g}"
+    return str(v)
+
+
+def _median(values: list[Any]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+@dataclass
+class Report:
+    """The report as sections of paragraphs and tables, rendered to Markdown or HTML."""
+
+    title: str
+    sections: list[tuple[str, list[Any]]] = field(default_factory=list)
+
+    def add(self, heading: str, *blocks: Any) -> None:
+        self.sections.append((heading, list(blocks)))
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        for heading, blocks in self.sections:
+            out += [f"## {heading}", ""]
+            for block in blocks:
+                if isinstance(block, tuple):  # (header, rows)
+                    header, rows = block
+                    out.append("| " + " | ".join(header) + " |")
+                    out.append("|" + "---|" * len(header))
+                    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+                elif isinstance(block, list):
+                    out += [f"- {item}" for item in block]
+                else:
+                    out.append(str(block))
+                out.append("")
+        return "\n".join(out)
+
+    def html(self) -> str:
+        e = html.escape
+        out = [
+            "<!doctype html><html><head><meta charset='utf-8'>",
+            f"<title>{e(self.title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
+            "img{max-width:32em;margin:4px}</style></head><body>",
+            f"<h1>{e(self.title)}</h1>",
+        ]
+        for heading, blocks in self.sections:
+            out.append(f"<h2>{e(heading)}</h2>")
+            for block in blocks:
+                if isinstance(block, tuple):
+                    header, rows = block
+                    out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+                    out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows]
+                    out.append("</table>")
+                elif isinstance(block, list):
+                    out.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in block) + "</ul>")
+                elif isinstance(block, str) and block.startswith("!["):
+                    alt, _, src = block[2:-1].partition("](")
+                    out.append(f"<img alt='{e(alt)}' src='{e(src)}'>")
+                else:
+                    out.append(f"<p>{e(str(block))}</p>")
+        out.append("</body></html>")
+        return "\n".join(out)
+
+
+def _train_steps_count(entry: ProxyTaskEntry) -> int | None:
+    """Steps to train so the crossing's 0-based step is done: ``ceil(step) + 1``."""
+    if entry.crossing and entry.crossing.get("step") is not None:
+        return int(math.ceil(float(entry.crossing["step"]))) + 1
+    steps = entry.proxy_task_stats.final_training_steps
+    return None if steps is None else int(steps) + 1
+
+
+def _correlation_at_decision(entry: ProxyTaskEntry, method: str) -> dict[str, Any] | None:
+    if not entry.crossing or entry.crossing.get("index") is None:
+        return None
+    rows = entry.correlation_over_step.get(method, [])
+    i = int(entry.crossing["index"])
+    return rows[i] if i < len(rows) else None
+
+
+def best_proxy_config(state: SearchState, *, train_steps_arg: str | None = None,
+                      decay_steps_arg: str | None = None) -> dict[str, Any] | None:
+    """The winner as a config for the NAS search, or None when no proxy succeeded."""
+    name = state.best_proxy_task_name
+    if not name or name not in state.proxy_tasks_map:
+        return None
+    entry = state.proxy_tasks_map[name]
+    steps = _train_steps_count(entry)
+    if steps is None:
+        return None
+    ts_arg = train_steps_arg or state.settings.get("train_steps_arg", "train_steps")
+    ds_arg = decay_steps_arg or state.settings.get("decay_steps_arg", "decay_steps")
+    args = dict(entry.args)
+    args[ts_arg] = steps
+    args[ds_arg] = steps
+    s = entry.proxy_task_stats
+    return {
+        "proxy_task_name": name,
+        "args": args,
+        "final_training_steps": s.final_training_steps,
+        "final_training_time_in_hours": s.final_training_time_in_hours,
+        "stopping_state": s.stopping_state,
+        "correlation_method": state.correlation_method,
+        "correlation_at_decision": _correlation_at_decision(entry, state.correlation_method),
+        "note": f"{ts_arg} is the proxy's final training steps + 1 (a step count); {ds_arg} equals it so a "
+        "cosine learning-rate decay ends near zero at the new length",
+    }
+
+
+def build_report(state: SearchState, *, controller_uri: str, existing_files: set[str] | None = None) -> Report:
+    """Builds the report from a state (pure: no I/O)."""
+    rep = Report(f"Proxy-task search report: {controller_uri}")
+    method = state.correlation_method
+    targets = state.targets
+    ref = state.reference or {}
+    accs = ref.get("accuracies", [])
+    ref_hours = _median(ref.get("hours", []))
+    best = state.best_proxy_task_name
+    entries = state.ordered_entries()
+    total_cost = sum(e.cost_trial_hours or 0.0 for e in entries)
+
+    summary = []
+    if best:
+        e = state.proxy_tasks_map[best]
+        s = e.proxy_task_stats
+        summary.append(f"Best proxy task: **{best}** ({s.stopping_state}).")
+        summary.append(
+            f"Final training steps: {_fmt(s.final_training_steps)}; median training time per model at the "
+            f"decision: {_fmt(s.final_training_time_in_hours, 4)} h."
+        )
+        if ref_hours and s.final_training_time_in_hours is not None:
+            ratio = s.final_training_time_in_hours / ref_hours
+            summary.append(
+                f"Savings vs full training: {_fmt(ref_hours, 4)} h per model fully trained (median) -> "
+                f"{_fmt(s.final_training_time_in_hours, 4)} h with the proxy ({ratio:.1%} of the time, "
+                f"{1 - ratio:.1%} saved per NAS trial)."
+            )
+        summary.append(f"Cost of evaluating this proxy: {_fmt(e.cost_trial_hours, 4)} trial-hours.")
+    else:
+        summary.append("No proxy task met the target: see below why each one stopped.")
+    summary.append(f"Total cost of the search: {_fmt(total_cost, 4)} trial-hours over {len(entries)} proxy tasks.")
+    if not state.finished:
+        summary.append("The search has not finished: this report shows the state so far.")
+    rep.add("Summary", *summary)
+
+    rep.add(
+        "Settings",
+        [
+            f"correlation used for decisions: {method} (both Spearman and Kendall are recorded)",
+            f"stop rule: {state.stop_rule}" + (" (the CI lower bound must reach the target)" if state.stop_rule == "lower_bound" else ""),
+            *(f"{k}: {_fmt(v)}" for k, v in targets.items() if k not in ("correlation", "stop_rule")),
+        ],
+    )
+    valid = [a for a in accs if a is not None]
+    ref_lines = [
+        f"source: {ref.get('source', '?')}",
+        f"models: {len(accs)} ({len(valid)} with a full-training accuracy)",
+    ]
+    if valid:
+        ref_lines.append(f"accuracy range: {min(valid):.4f} .. {max(valid):.4f}")
+    if ref_hours is not None:
+        ref_lines.append(f"median full-training time per model: {_fmt(ref_hours, 4)} h")
+    rep.add("Reference models", ref_lines)
+
+    if state.noise_ceiling:
+        nc = state.noise_ceiling
+        lines = [nc.get("message", "")]
+        rows = [
+            (e.proxy_task_name, _fmt(e.best_correlation), _fmt(e.ceiling_fraction))
+            for e in entries if e.status == "done"
+        ]
+        rep.add("Noise ceiling", lines, (["proxy", f"best {method}", "fraction of ceiling median"], rows))
+
+    header = ["#", "proxy", "state", "final steps", "final h", f"{method} at decision (n, CI)",
+              f"best {method}", "latency corr", "cost (trial-h)", "failed trials", "why it stopped"]
+    rows = []
+    for e in entries:
+        s = e.proxy_task_stats
+        at = "–"
+        c = _correlation_at_decision(e, method)
+        if c is not None:
+            at = f"{_fmt(c['coefficient'])} (n={c['n']}, [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}])"
+        rows.append((
+            e.order_index + 1, e.proxy_task_name + (" **(best)**" if e.proxy_task_name == best else ""),
+            s.stopping_state or e.status, _fmt(s.final_training_steps), _fmt(s.final_training_time_in_hours, 4),
+            at, _fmt(e.best_correlation), _fmt(s.latency_correlation), _fmt(e.cost_trial_hours, 4),
+            e.num_failed_trials, e.stop_reason,
+        ))
+    rep.add("Proxy tasks", (header, rows))
+
+    if state.warnings:
+        rep.add("Warnings", list(state.warnings))
+    failures = [
+        f"{e.proxy_task_name} trial {tid}: {f.get('kind')}: {f.get('message')} ({f.get('advice')})"
+        for e in entries for tid, f in e.failures.items()
+    ]
+    if failures:
+        rep.add("Failed trials", failures)
+
+    images = []
+    for e in entries:
+        for key, fname in plot_file_names(e.proxy_task_name).items():
+            if existing_files is None or fname in existing_files:
+                if key in ("corr_steps", "corr_time", "scatter", "latency"):
+                    images.append(f"![{fname}]({fname})")
+    if images:
+        rep.add("Plots", *images)
+    return rep
+
+
+def write_report(controller_dir: str, *, train_steps_arg: str | None = None,
+                 decay_steps_arg: str | None = None) -> dict[str, str]:
+    """Writes ``report.md``, ``report.html`` and ``best_proxy_task.yaml`` into the folder.
+
+    Returns:
+        ``{"markdown": uri, "html": uri, "best_proxy_task": uri or ""}``.
+    """
+    import yaml
+
+    storage = open_storage(controller_dir)
+    state = load_search_state(storage)
+    existing = {o.name for o in storage.list("") if "/" not in o.name}
+    rep = build_report(state, controller_uri=storage.uri, existing_files=existing)
+    storage.write(REPORT_MD, rep.markdown().encode("utf-8"))
+    storage.write(REPORT_HTML, rep.html().encode("utf-8"))
+    out = {"markdown": storage.child_uri(REPORT_MD), "html": storage.child_uri(REPORT_HTML), "best_proxy_task": ""}
+    best = best_proxy_config(state, train_steps_arg=train_steps_arg, decay_steps_arg=decay_steps_arg)
+    if best is not None:
+        text = "# Proxy task chosen by `proxy-task search`; use `args` as the NAS search's trainer args.\n"
+        text += yaml.safe_dump(best, sort_keys=False)
+        storage.write(BEST_PROXY_YAML, text.encode("utf-8"))
+        out["best_proxy_task"] = storage.child_uri(BEST_PROXY_YAML)
+    return out
