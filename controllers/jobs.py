@@ -37,13 +37,17 @@ Usage (the search controller)::
 from __future__ import annotations
 
 import enum
+import os
+import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from controllers.monitor import TrialSnapshot
-from controllers.runners.base import Runner, TrialHandle
+from controllers.monitor import JobMonitor, TrialSnapshot
+from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
+from controllers.testing import crash_point
 from proxy_task_utils import protocol as p
 
 if TYPE_CHECKING:
@@ -370,16 +374,248 @@ class StopAll:
 OnPoll = Callable[[JobView], "StopAll | None"]
 
 
+_OOM_PATTERNS = (
+    "out of memory",
+    "memoryerror",
+    "resourceexhaustederror",
+    "resource_exhausted",
+    "oom-kill",
+    "cannot allocate memory",
+)
+_NAN_PATTERN = re.compile(r"(loss (is|became) nan|nan loss|loss[:=] ?nan|must be finite, but got nan|diverged)", re.I)
+
+
 def classify_failure(
     exit_code: int | None, log_tail: str, *, job_status: str | None = None, had_metrics: bool = True
 ) -> Failure:
     """Name the failure of a trial from its exit code, job status and last log lines.
 
     Order: NaN (``failed_with_nan_error`` status or a NaN message in the log) ->
-    OOM ("out of memory", ``MemoryError``, or SIGKILL by the kernel, exit -9/137) ->
-    LOST (no exit code) -> CRASH. Pure function.
+    OOM ("out of memory", ``MemoryError``, ... in the log, or SIGKILL from
+    outside, exit -9/137) -> LOST (no exit code) -> CRASH. Pure function.
     """
-    raise NotImplementedError  # implemented below in the next commit
+    low = log_tail.lower()
+    last_line = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
+    code = "unknown" if exit_code is None else str(exit_code)
+    if job_status == p.JOB_STATUS_FAILED_WITH_NAN or _NAN_PATTERN.search(log_tail):
+        kind, message = FailureKind.NAN, f"NaN during training (exit code {code})"
+    elif any(pat in low for pat in _OOM_PATTERNS):
+        kind, message = FailureKind.OOM, f"out of memory (exit code {code}): {last_line}"
+    elif exit_code in (-9, 137):
+        kind, message = FailureKind.OOM, "killed by SIGKILL from outside (likely the kernel's out-of-memory killer)"
+    elif exit_code is None:
+        kind, message = FailureKind.LOST, "the process is gone and no exit code was recorded"
+    else:
+        kind, message = FailureKind.CRASH, f"exit code {code}: {last_line}" if last_line else f"exit code {code}"
+    if not had_metrics and kind is FailureKind.CRASH:
+        message += " (before any metrics were written)"
+    return Failure(kind, message, ADVICE[kind], log_tail)
+
+
+def _trial_spec(spec: JobSpec, plan: TrialPlan, token: str) -> TrialSpec:
+    from proxy_task_utils.storage import join_uri
+
+    model_dir = join_uri(spec.job_dir_uri, plan.trial_id)
+    env = dict(spec.env)
+    env.update(plan.env)
+    return TrialSpec(
+        trial_id=plan.trial_id,
+        job_dir_uri=spec.job_dir_uri,
+        model_dir_uri=model_dir,
+        argv=build_argv(spec.trainer_command, model_dir, plan.flags),
+        env=env,
+        log_path=os.path.join(spec.log_dir, plan.trial_id, "trainer.log"),
+        launch_token=token,
+    )
+
+
+class _Loop:
+    """State of one run of :func:`run_job` (not persisted: rebuilt from the record on resume)."""
+
+    def __init__(self, spec: JobSpec, runner: Runner, record: JobRecord, persist: Callable[[], None],
+                 settings: JobSettings, clock: Callable[[], float]) -> None:  # fmt: skip
+        from proxy_task_utils.storage import open_storage
+
+        self.spec, self.runner, self.record, self.persist = spec, runner, record, persist
+        self.settings, self.clock = settings, clock
+        self.plans = {t.trial_id: t for t in spec.trials}
+        ids = [t.trial_id for t in record.trials]
+        if sorted(ids) != sorted(self.plans):
+            raise ValueError(f"job {spec.name!r}: the record's trials {ids} differ from the spec's {list(self.plans)}")
+        self.monitor = JobMonitor(open_storage(spec.job_dir_uri), ids)
+        self.live: dict[str, TrialHandle] = {}
+        self.last_change: dict[str, float] = {}
+        self.nan_since: dict[str, float] = {}
+        self.forced: dict[str, Failure] = {}  # failures decided by the loop (timeouts), applied at exit
+        self.stop_deadline: float | None = None
+
+    # -- start / resume ---------------------------------------------------------------
+    def post_initial_signals(self) -> None:
+        open_ids = [t.trial_id for t in self.record.trials if not t.state.is_final]
+        if self.record.stop_reason is not None:
+            self.monitor.post_signals(open_ids, desired_training_pct=p.MIN_TRAINING_STEP_PCT)
+        else:
+            self.monitor.post_signals(
+                open_ids,
+                desired_training_pct=self.spec.desired_training_pct,
+                max_training_time_in_hrs=self.spec.max_training_time_in_hrs,
+            )
+
+    def resume(self) -> None:
+        now = self.clock()
+        changed = False
+        for t in self.record.trials:
+            if t.state is TrialState.RUNNING and t.handle is not None:
+                handle = TrialHandle.from_dict(t.handle)
+                self.runner.reattach(handle)  # False is fine: poll reports the outcome
+                self.live[t.trial_id] = handle
+                self.last_change[t.trial_id] = now
+            elif t.state is TrialState.LAUNCHING:
+                found = self.runner.recover(_trial_spec(self.spec, self.plans[t.trial_id], t.launch_token or ""))
+                if found is not None:
+                    t.handle, t.state = found.to_dict(), TrialState.RUNNING
+                    self.live[t.trial_id] = found
+                    self.last_change[t.trial_id] = now
+                else:
+                    t.state = TrialState.PENDING  # no trace of the launch: it never happened
+                changed = True
+        if self.record.stop_reason is not None:
+            changed |= self._skip_pending()
+            self.stop_deadline = now + self.settings.stop_grace_secs
+        if changed:
+            self.persist()
+
+    def _skip_pending(self) -> bool:
+        changed = False
+        for t in self.record.trials:
+            if t.state is TrialState.PENDING:
+                t.state = TrialState.SKIPPED
+                changed = True
+        return changed
+
+    # -- one poll ---------------------------------------------------------------------
+    def poll_trials(self) -> dict[str, TrialSnapshot]:
+        polls = {tid: self.runner.poll(h) for tid, h in self.live.items()}
+        snaps = self.monitor.poll()  # after the runner: an ended trial's files are complete
+        now = self.clock()
+        for tid, res in polls.items():
+            snap = snaps[tid]
+            if res.status is TrialStatus.RUNNING:
+                self._watch_running(tid, snap, now)
+            else:
+                self._finish(tid, res, snap)
+        return snaps
+
+    def _watch_running(self, tid: str, snap: TrialSnapshot, now: float) -> None:
+        if snap.changed:
+            self.last_change[tid] = now
+        if tid in self.forced:
+            return
+        s = self.settings
+        if snap.job_status == p.JOB_STATUS_FAILED_WITH_NAN:
+            since = self.nan_since.setdefault(tid, now)
+            if now - since >= s.nan_grace_secs:
+                self.forced[tid] = classify_failure(None, "", job_status=snap.job_status)
+                self.runner.cancel(self.live[tid], grace_secs=s.cancel_grace_secs)
+            return
+        silent = now - self.last_change.get(tid, now)
+        if s.no_metrics_timeout_secs is not None and silent > s.no_metrics_timeout_secs:
+            tail = self.runner.log_tail(self.live[tid])
+            what = "no metrics file" if snap.metrics_generation is None else "metrics file unchanged"
+            self.forced[tid] = Failure(
+                FailureKind.NO_METRICS,
+                f"{what} for {silent:.0f} s (> no_metrics_timeout_secs {s.no_metrics_timeout_secs:g}); cancelled",
+                ADVICE[FailureKind.NO_METRICS],
+                tail,
+            )
+            self.runner.cancel(self.live[tid], grace_secs=s.cancel_grace_secs)
+
+    def _finish(self, tid: str, res: PollResult, snap: TrialSnapshot) -> None:
+        t = self.record.trial(tid)
+        t.exit_code = res.exit_code
+        forced = self.forced.pop(tid, None)
+        had_metrics = snap.metrics is not None and bool(snap.metrics.training_accuracy_over_steps)
+        if forced is not None:
+            t.state, t.failure = TrialState.FAILED, forced
+        elif res.status is TrialStatus.SUCCEEDED and snap.job_status not in (
+            p.JOB_STATUS_FAILED,
+            p.JOB_STATUS_FAILED_WITH_NAN,
+        ):
+            t.state, t.failure = TrialState.SUCCEEDED, None
+        elif res.status is TrialStatus.CANCELLED:
+            t.state, t.failure = TrialState.CANCELLED, None
+        else:
+            t.state = TrialState.FAILED
+            t.failure = classify_failure(res.exit_code, res.log_tail, job_status=snap.job_status, had_metrics=had_metrics)
+        del self.live[tid]
+        self.persist()
+
+    def launch_pending(self) -> None:
+        if self.record.stop_reason is not None:
+            return
+        for t in self.record.trials:
+            if len(self.live) >= self.runner.max_parallel:
+                return
+            if t.state is not TrialState.PENDING:
+                continue
+            t.state, t.launch_token = TrialState.LAUNCHING, uuid.uuid4().hex
+            t.launches += 1
+            self.persist()  # the intent is on record before anything happens
+            crash_point("before_launch")
+            tspec = _trial_spec(self.spec, self.plans[t.trial_id], t.launch_token)
+            try:
+                handle = self.runner.launch(tspec)
+            except LaunchError as exc:
+                t.state = TrialState.FAILED
+                t.failure = Failure(FailureKind.LAUNCH_ERROR, str(exc), ADVICE[FailureKind.LAUNCH_ERROR])
+                self.persist()
+                continue
+            crash_point("launched_unrecorded")
+            t.handle, t.state = handle.to_dict(), TrialState.RUNNING
+            self.persist()
+            crash_point("after_launch")
+            self.live[t.trial_id] = handle
+            self.last_change[t.trial_id] = self.clock()
+
+    def stop_all(self, reason: str) -> None:
+        self.record.stop_reason = reason
+        self._skip_pending()
+        self.persist()  # the decision is on record before the signal goes out
+        open_ids = [t.trial_id for t in self.record.trials if not t.state.is_final]
+        self.monitor.post_signals(open_ids, desired_training_pct=p.MIN_TRAINING_STEP_PCT)
+        self.stop_deadline = self.clock() + self.settings.stop_grace_secs
+
+    def enforce_stop_deadline(self) -> None:
+        if self.stop_deadline is None or self.clock() < self.stop_deadline:
+            return
+        for handle in self.live.values():
+            self.runner.cancel(handle, grace_secs=self.settings.cancel_grace_secs)
+
+    def view(self, poll_index: int, elapsed: float, snaps: dict[str, TrialSnapshot]) -> JobView:
+        return JobView(
+            name=self.spec.name,
+            poll_index=poll_index,
+            elapsed_secs=elapsed,
+            snapshots=dict(snaps),
+            states={t.trial_id: t.state for t in self.record.trials},
+            failures={t.trial_id: t.failure for t in self.record.trials if t.failure is not None},
+        )
+
+    def result(self, snaps: dict[str, TrialSnapshot]) -> JobResult:
+        trials = []
+        for t in self.record.trials:
+            snap = snaps.get(t.trial_id)
+            trials.append(
+                TrialResult(
+                    trial_id=t.trial_id,
+                    state=t.state,
+                    metrics=snap.metrics if snap else None,
+                    job_status=snap.job_status if snap else None,
+                    exit_code=t.exit_code,
+                    failure=t.failure,
+                )
+            )
+        return JobResult(self.spec.name, self.spec.job_dir_uri, trials, self.record.stop_reason)
 
 
 def run_job(
@@ -397,6 +633,13 @@ def run_job(
 ) -> JobResult:
     """Run (or resume) a job until every trial has ended; return per-trial results.
 
+    Each poll: runner status of live trials -> one listing of the job folder
+    (re-reading changed files) -> finish ended trials, cancel trials without
+    metrics for ``no_metrics_timeout_secs`` or stuck after a NaN -> launch
+    pending trials up to ``runner.max_parallel`` -> heartbeat, lease ->
+    ``on_poll(view)`` (also after the last trial ended, so the final metrics are
+    seen) -> progress -> sleep ``poll_interval_secs``.
+
     Args:
         spec: What to run. ``spec.trials`` and ``record.trials`` list the same ids.
         runner: Where to run it.
@@ -404,7 +647,7 @@ def run_job(
             crashed run resumes: live trials are re-attached, half-recorded
             launches recovered, never-launched trials launched.
         persist: Saves the tool's state file (which embeds ``record``); called
-            before every launch, after every state change.
+            before every launch and after every change of the record.
         settings: Poll interval and timeouts.
         on_poll: Called once per poll with the fresh metrics of all trials; may
             return :class:`StopAll`.
@@ -417,8 +660,40 @@ def run_job(
 
     Raises:
         controllers.state.LeaseLostError: another controller took the folder over.
+        ValueError: ``spec`` and ``record`` name different trials.
     """
-    raise NotImplementedError  # implemented in the next commit
-
-
-_ = (TrialHandle, asdict)
+    loop = _Loop(spec, runner, record, persist, settings, clock)
+    start = clock()
+    if record.finished:
+        return loop.result(loop.monitor.poll())
+    loop.post_initial_signals()
+    loop.resume()
+    last_heartbeat: float | None = None
+    poll_index = 0
+    while True:
+        snaps = loop.poll_trials()
+        loop.enforce_stop_deadline()
+        loop.launch_pending()
+        now = clock()
+        hb = settings.heartbeat_interval_secs
+        if hb is not None and loop.live and (last_heartbeat is None or now - last_heartbeat >= hb):
+            loop.monitor.write_heartbeat(list(loop.live), time.time())
+            last_heartbeat = now
+        if lease is not None:
+            lease.renew()
+        view = loop.view(poll_index, now - start, snaps)
+        if on_poll is not None:
+            decision = on_poll(view)
+            if isinstance(decision, StopAll) and record.stop_reason is None:
+                loop.stop_all(decision.reason)
+                view = loop.view(poll_index, now - start, snaps)
+        if progress is not None:
+            progress.update(view)
+        crash_point("after_poll")
+        if not loop.live and all(t.state.is_final for t in record.trials):
+            break
+        poll_index += 1
+        sleep(settings.poll_interval_secs)
+    record.finished = True
+    persist()
+    return loop.result(snaps)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from collections.abc import Callable
 
-__all__ = ["CRASH_ENV", "crash_point"]
+__all__ = ["CRASH_ENV", "crash_point", "wait_until"]
 
 CRASH_ENV = "PROXY_TASK_TEST_CRASH_AT"
 _counts: dict[str, int] = {}
@@ -30,3 +32,13 @@ def crash_point(point: str) -> None:
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] == int(nth or "1"):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.02) -> None:
+    """Poll ``predicate`` until it is true; raise AssertionError if it never is (tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not reached within {timeout} s")

@@ -1,0 +1,183 @@
+"""A real trainer process with synthetic curves, for end-to-end tests of the controllers.
+
+Run as ``python -m controllers.testing.replay_trainer --job-dir=DIR --nas_params_str=JSON [flags]``.
+It follows the whole trainer protocol through :mod:`proxy_task_utils`: saves
+``nas_params_str.json``, checks the stop signals before every cycle, records
+accuracy after every cycle, the latency at the end, reports the reward and
+writes ``job_status.json``. Curves are deterministic given the architecture,
+the trial id and ``--noise_seed`` (so a re-run gives the same numbers).
+
+Architecture params (``--nas_params_str``, all optional):
+    ``quality`` in [0, 1]: the accuracy plateau (default: from a hash of the params).
+    ``latency_ms``: the latency recorded at the end (default: from a hash, 1..50).
+    ``fail``: ``none`` | ``crash`` | ``hang`` | ``nan`` | ``oom``: fail this architecture.
+
+Flags:
+    --train_steps=N (100)       total steps.
+    --cycle_steps=K (10)        steps per train+eval cycle (metrics once per cycle).
+    --tau=F (0.3)               curve time constant as a fraction of train_steps:
+                                ``accuracy(t) = quality * (1 - exp(-t / (tau * N))) + noise``.
+    --noise=F (0.01)            std of the Gaussian noise added to each eval.
+    --noise_seed=S (0)          noise seed (mixed with the params, trial id and step).
+    --curve=table:a,b,c         accuracies per cycle instead of the formula (last value repeats).
+    --sleep_per_cycle=SECS (0)  wall time per cycle.
+    --failure_plan=ID:MODE,...  fail the trials with these ``CLOUD_ML_TRIAL_ID``s (fresh trials only).
+    --retrain_failure_plan=...  the same for re-training trials (``--retrain_search_job_dir`` given).
+    --fail_at_cycle=C (0)       failures happen before cycle C (0: before any metrics).
+    --retrain_search_job_dir, --retrain_search_job_trials, --retrain_use_search_job_checkpoint:
+                                as the reference: the architecture comes from the search trial's
+                                ``nas_params_str.json``; with the checkpoint flag True the step
+                                resumes from that trial's ``replay_checkpoint.json``.
+
+Failure modes: ``crash`` exits 3 with a traceback-like message; ``hang`` sleeps
+forever without metrics; ``nan`` writes ``failed_with_nan_error`` and exits 1;
+``oom`` prints "CUDA out of memory" / ``MemoryError`` and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import proxy_task_utils as ptu
+from proxy_task_utils import protocol as p
+from proxy_task_utils.errors import NotFoundError
+from proxy_task_utils.storage import open_storage
+
+CHECKPOINT_FILE = "replay_checkpoint.json"
+FAILURE_MODES = ("none", "crash", "hang", "nan", "oom")
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="replay_trainer")
+    ap.add_argument("--job-dir", "--job_dir", dest="job_dir", required=True)
+    ap.add_argument("--nas_params_str", default="")
+    ap.add_argument("--retrain_search_job_dir", default="")
+    ap.add_argument("--retrain_search_job_trials", default="")
+    ap.add_argument("--retrain_use_search_job_checkpoint", default="False")
+    ap.add_argument("--train_steps", type=int, default=100)
+    ap.add_argument("--cycle_steps", type=int, default=10)
+    ap.add_argument("--tau", type=float, default=0.3)
+    ap.add_argument("--noise", type=float, default=0.01)
+    ap.add_argument("--noise_seed", type=int, default=0)
+    ap.add_argument("--curve", default="")
+    ap.add_argument("--sleep_per_cycle", type=float, default=0.0)
+    ap.add_argument("--failure_plan", default="")
+    ap.add_argument("--retrain_failure_plan", default="")
+    ap.add_argument("--fail_at_cycle", type=int, default=0)
+    args, unknown = ap.parse_known_args(argv)
+    if unknown:
+        print(f"replay_trainer: ignoring proxy flags {unknown}", flush=True)
+    if args.train_steps <= 0 or args.cycle_steps <= 0:
+        ap.error("--train_steps and --cycle_steps must be > 0")
+    return args
+
+
+def _hash01(*parts: object) -> float:
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _plan(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        trial_id, _, mode = item.partition(":")
+        if mode not in FAILURE_MODES:
+            raise SystemExit(f"replay_trainer: unknown failure mode {mode!r} in {text!r}; use {FAILURE_MODES}")
+        out[trial_id] = mode
+    return out
+
+
+def accuracy_at(params: dict, args: argparse.Namespace, trial_id: str, step: int, cycle_index: int) -> float:
+    """The (deterministic) eval accuracy after ``step`` steps."""
+    if args.curve.startswith("table:"):
+        values = [float(v) for v in args.curve[len("table:") :].split(",")]
+        base = values[min(cycle_index, len(values) - 1)]
+    else:
+        quality = float(params.get("quality", 0.3 + 0.6 * _hash01("quality", params)))
+        base = quality * (1.0 - math.exp(-step / (args.tau * args.train_steps)))
+    rng = random.Random(_hash01("noise", params, trial_id, step, args.noise_seed))
+    return base + args.noise * rng.gauss(0.0, 1.0)
+
+
+def _fail(mode: str, model_dir: str) -> None:
+    if mode == "crash":
+        print("Traceback (most recent call last):\nRuntimeError: replay trainer crash requested", flush=True)
+        sys.exit(3)
+    if mode == "hang":
+        print("replay trainer: hanging without metrics", flush=True)
+        while True:
+            time.sleep(1.0)
+    if mode == "nan":
+        ptu.write_job_status(model_dir, p.JOB_STATUS_FAILED_WITH_NAN)
+        print("replay trainer: loss is NaN", flush=True)
+        sys.exit(1)
+    if mode == "oom":
+        print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\nMemoryError", flush=True)
+        sys.exit(1)
+
+
+def _read_checkpoint(folder: str) -> int:
+    try:
+        data, _ = open_storage(folder).read(CHECKPOINT_FILE)
+    except NotFoundError:
+        return 0
+    return int(json.loads(data)["step"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    model_dir = ptu.get_job_dir_from_environment_if_exist(args.job_dir)
+    trial_id = ptu.get_trial_id_from_environment(default="1")
+    retrain = bool(args.retrain_search_job_dir)
+    if retrain:
+        source = ptu.get_finetune_nas_params_str(args.retrain_search_job_trials, args.retrain_search_job_dir)
+        params = ptu.parse_and_save_nas_params_str(None, source, model_dir)
+    else:
+        params = ptu.parse_and_save_nas_params_str(None, args.nas_params_str or "{}", model_dir)
+    mode = str(params.get("fail", "none"))
+    plan = _plan(args.retrain_failure_plan if retrain else args.failure_plan)
+    mode = plan.get(trial_id, mode)
+
+    step = _read_checkpoint(model_dir)  # our own restart
+    if step == 0 and retrain and ptu.str_2_bool(args.retrain_use_search_job_checkpoint):
+        step = _read_checkpoint(
+            ptu.get_retrain_search_job_model_dir(args.retrain_search_job_trials, args.retrain_search_job_dir)
+        )
+    total = args.train_steps
+    cycle = step // args.cycle_steps
+    done_cycles = 0
+    while step < total:
+        if ptu.get_stop_training(model_dir, step - 1, total):
+            print(f"replay trainer: stop at step {step}: {ptu.get_stop_reason(model_dir)}", flush=True)
+            break
+        if mode != "none" and done_cycles == args.fail_at_cycle:
+            _fail(mode, model_dir)
+        begin, end = step, min(step + args.cycle_steps, total) - 1
+        t0 = time.monotonic()
+        if args.sleep_per_cycle > 0:
+            time.sleep(args.sleep_per_cycle)
+        accuracy = accuracy_at(params, args, trial_id, end + 1, cycle)
+        ptu.update_trial_training_accuracy_metric(model_dir, accuracy, begin, end, time.monotonic() - t0, total)
+        step, cycle, done_cycles = end + 1, cycle + 1, done_cycles + 1
+        open_storage(model_dir).write(CHECKPOINT_FILE, json.dumps({"step": step}).encode())
+    if mode != "none" and done_cycles == args.fail_at_cycle and step >= total:
+        _fail(mode, model_dir)
+    latency = float(params.get("latency_ms", 1.0 + 49.0 * _hash01("latency", params)))
+    ptu.update_trial_training_latency_metric(model_dir, latency)
+    final = ptu.get_reporter(model_dir).metrics.final_accuracy
+    if final is not None:
+        ptu.report_reward(model_dir, max(final, ptu.MIN_ALLOWED_METRIC), global_step=step)
+    ptu.write_job_status(model_dir, p.JOB_STATUS_SUCCESS)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())

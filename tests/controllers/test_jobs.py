@@ -1,0 +1,96 @@
+"""The shared job loop with real replay-trainer subprocesses."""
+
+from __future__ import annotations
+
+import json
+
+from proxy_task_utils import protocol as p
+
+from controllers.jobs import (
+    FailureKind,
+    JobRecord,
+    JobSpec,
+    StopAll,
+    TrialPlan,
+    TrialState,
+    classify_failure,
+    job_dir_uri,
+    run_job,
+)
+from controllers.runners import LocalRunner
+
+
+def _job(tmp_path, command, trials, **kw):
+    jd = job_dir_uri(str(tmp_path), "job")
+    spec = JobSpec(
+        name="job", job_dir_uri=jd, log_dir=str(tmp_path / "logs"), trainer_command=tuple(command),
+        trials=tuple(trials), **kw,
+    )  # fmt: skip
+    record = JobRecord.create("job", jd, [t.trial_id for t in trials])
+    saved = []
+    return spec, record, saved, (lambda: saved.append(json.dumps(record.to_dict())))
+
+
+def _plan(tid, quality=0.5, **flags):
+    fl = [("nas_params_str", json.dumps({"quality": quality}))] + [(k, str(v)) for k, v in flags.items()]
+    return TrialPlan(tid, tuple(fl))
+
+
+def test_job_runs_trials_and_classifies_failures(tmp_path, replay_command, fast_settings):
+    plans = [
+        _plan("1", 0.6),
+        _plan("2", 0.7, failure_plan="2:crash"),
+        _plan("3", 0.7, failure_plan="3:nan", fail_at_cycle=1),
+        _plan("4", 0.7, failure_plan="4:hang"),
+        _plan("5", 0.7, failure_plan="5:oom"),
+    ]
+    spec, record, saved, persist = _job(tmp_path, replay_command + ["--train_steps=40"], plans,
+                                        desired_training_pct=50.0)  # fmt: skip
+    polls = []
+    result = run_job(spec, LocalRunner(3), record, persist=persist, settings=fast_settings,
+                     on_poll=lambda v: polls.append(v.poll_index))  # fmt: skip
+    by = result.by_id()
+    assert by["1"].state is TrialState.SUCCEEDED
+    assert by["1"].metrics.last_pct == 50.0  # stopped by the posted 50 %
+    assert {t: by[t].failure.kind for t in "2345"} == {
+        "2": FailureKind.CRASH, "3": FailureKind.NAN, "4": FailureKind.NO_METRICS, "5": FailureKind.OOM,
+    }  # fmt: skip
+    assert by["2"].exit_code == 3 and "crash requested" in by["2"].failure.log_tail
+    assert "learning rate" in by["3"].failure.advice and by["3"].metrics.last_pct == 25.0
+    assert "batch size" in by["5"].failure.advice
+    assert all(t.launches == 1 for t in record.trials) and record.finished
+    assert polls == sorted(polls) and len(polls) >= 2
+    # the launch intent was persisted before every launch
+    states = [json.loads(s)["trials"] for s in saved]
+    for tid in "12345":
+        seq = [next(t for t in st if t["trial_id"] == tid)["state"] for st in states]
+        assert seq.index("launching") < seq.index("running")
+
+
+def test_stop_all_posts_zero_and_skips_pending(tmp_path, replay_command, fast_settings):
+    plans = [_plan(str(i), 0.5) for i in range(1, 5)]
+    spec, record, _, persist = _job(tmp_path, replay_command + ["--sleep_per_cycle=0.05"], plans)
+
+    def on_poll(view):
+        snap = view.snapshots["1"]
+        if snap.metrics is not None and snap.metrics.training_accuracy_over_steps:
+            return StopAll("enough")
+        return None
+
+    result = run_job(spec, LocalRunner(2), record, persist=persist, settings=fast_settings, on_poll=on_poll)
+    states = {t.trial_id: t.state for t in result.trials}
+    assert states["3"] is TrialState.SKIPPED and states["4"] is TrialState.SKIPPED
+    assert states["1"] is TrialState.SUCCEEDED  # exited gracefully on 0.0
+    assert result.by_id()["1"].metrics.last_pct < 100.0
+    assert record.stop_reason == "enough"
+    data = (tmp_path / "job/nas/search/1" / p.DESIRED_TRAINING_PCT_FILE).read_bytes()
+    assert p.decode_desired_training_pct(data) == 0.0
+
+
+def test_classify_failure_rules():
+    assert classify_failure(1, "x", job_status="failed_with_nan_error").kind is FailureKind.NAN
+    assert classify_failure(1, "RuntimeError: CUDA out of memory").kind is FailureKind.OOM
+    assert classify_failure(-9, "").kind is FailureKind.OOM
+    assert classify_failure(None, "").kind is FailureKind.LOST
+    f = classify_failure(2, "line\nValueError: bad\n", had_metrics=False)
+    assert f.kind is FailureKind.CRASH and "ValueError: bad" in f.message and "before any metrics" in f.message

@@ -1,0 +1,72 @@
+"""JobMonitor: one listing per poll, re-reads only what changed, keeps the last good record."""
+
+from __future__ import annotations
+
+from proxy_task_utils import protocol as p
+from proxy_task_utils.storage import LocalStorage
+
+from controllers.monitor import JobMonitor
+
+
+def _metrics(*accs: float) -> bytes:
+    m = p.TrialTrainingMetrics()
+    for i, a in enumerate(accs):
+        m.training_accuracy_over_steps.append(p.AccuracyAtStep(10.0 * (i + 1), 10 * (i + 1) - 1, a))
+    return m.to_json()
+
+
+def test_poll_reads_only_changed_files(tmp_path):
+    storage = LocalStorage(tmp_path)
+    for t in ("1", "2", "3"):
+        storage.write(f"{t}/{p.TRIAL_TRAINING_METRICS_FILE}", _metrics(0.1))
+    storage.write("3/other_file.json", b"{}")
+    monitor = JobMonitor(storage, ["1", "2", "3", "4"])
+    before = storage.request_count
+    snaps = monitor.poll()
+    assert storage.request_count - before == 1 + 3  # one listing + three metrics files
+    assert [snaps[t].metrics.final_accuracy for t in ("1", "2", "3")] == [0.1, 0.1, 0.1]
+    assert snaps["4"].metrics is None
+    before = storage.request_count
+    monitor.poll()
+    assert storage.request_count - before == 1  # nothing changed: the listing only
+    storage.write(f"2/{p.TRIAL_TRAINING_METRICS_FILE}", _metrics(0.1, 0.2))
+    storage.write(f"1/{p.JOB_STATUS_FILE}", p.encode_job_status("success"))
+    before = storage.request_count
+    snaps = monitor.poll()
+    assert storage.request_count - before == 3
+    assert snaps["2"].changed and not snaps["1"].changed
+    assert snaps["2"].metrics.final_accuracy == 0.2
+    assert snaps["1"].job_status == "success"
+    assert monitor.reads == 1 + 3 + 1 + 3
+
+
+def test_corrupt_file_keeps_last_good_record_and_is_reported_once(tmp_path):
+    storage = LocalStorage(tmp_path)
+    name = f"1/{p.TRIAL_TRAINING_METRICS_FILE}"
+    storage.write(name, _metrics(0.3, 0.4))
+    monitor = JobMonitor(storage, ["1"])
+    monitor.poll()
+    storage.write(name, b'{"training_time": {"total_tr')  # torn write
+    snap = monitor.poll()["1"]
+    assert snap.metrics is not None and snap.metrics.final_accuracy == 0.4
+    assert len(snap.errors) == 1 and "keeping the last good record" in snap.errors[0]
+    monitor.poll()
+    assert len(snap.errors) == 1  # same generation: not re-read, not re-reported
+    storage.write(name, _metrics(0.3, 0.4, 0.5))
+    assert monitor.poll()["1"].metrics.final_accuracy == 0.5
+
+
+def test_post_signals_writes_zero_and_heartbeat(tmp_path):
+    storage = LocalStorage(tmp_path)
+    monitor = JobMonitor(storage, ["1", "2"])
+    monitor.post_signals(["1", "2"], desired_training_pct=0.0, max_training_time_in_hrs=1.5)
+    data, _ = storage.read(f"1/{p.DESIRED_TRAINING_PCT_FILE}")
+    assert p.decode_desired_training_pct(data) == 0.0
+    data, _ = storage.read(f"2/{p.MAX_TRAINING_TIME_FILE}")
+    assert p.decode_max_training_time(data) == 1.5
+    monitor.post_signals(["3"], desired_training_pct=None)
+    assert storage.list("3") == []  # None posts nothing
+    assert monitor.write_heartbeat(["1", "2"], 123.0) == 2
+    gen1 = storage.generations(["1/" + p.CONTROLLER_ALIVE_TIMESTAMP_FILE])
+    monitor.write_heartbeat(["1"], 124.0)
+    assert storage.generations(["1/" + p.CONTROLLER_ALIVE_TIMESTAMP_FILE]) != gen1
