@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from proxy_task_utils import protocol as p
-
 from controllers.jobs import (
     FailureKind,
     JobRecord,
@@ -18,6 +16,7 @@ from controllers.jobs import (
     run_job,
 )
 from controllers.runners import LocalRunner
+from proxy_task_utils import protocol as p
 
 
 def _job(tmp_path, command, trials, **kw):

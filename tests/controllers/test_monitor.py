@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from controllers.monitor import JobMonitor
 from proxy_task_utils import protocol as p
 from proxy_task_utils.storage import LocalStorage
-
-from controllers.monitor import JobMonitor
 
 
 def _metrics(*accs: float) -> bytes:

@@ -13,7 +13,6 @@ import pytest
 
 from controllers.runners import LaunchError, LocalRunner, TrialHandle, TrialSpec, TrialStatus
 from controllers.state import process_start_ticks
-
 from controllers.testing import wait_until
 
 
