@@ -330,7 +330,7 @@ class SearchController:
     def _runner(self) -> Runner:
         if self.runner is None:
             self.runner = make_runner(self.config.runner.kind,
-                                      max_parallel=self.config.runner.effective_max_parallel())
+                                      max_parallel_trials=self.config.runner.effective_max_parallel())
         return self.runner
 
     def _evaluate(self, cfg: ProxyTaskConfig, entry: ProxyTaskEntry) -> None:

@@ -174,7 +174,7 @@ def test_step_stats_both_methods_and_off_by_one_free_hours():
     stats = compute_step_stats(_curves(ref, [0, 0, 0]), ref, n_bootstrap=50)
     assert stats.training_steps == [9, 19, 29]
     assert [c.coefficient for c in stats.correlations["spearman"]] == [1.0, 1.0, 1.0]
-    assert [c.coefficient for c in stats.correlations["kendall"]] == [1.0, 1.0, 1.0]
+    assert [c.coefficient for c in stats.correlations["kendall"]] == pytest.approx([1.0, 1.0, 1.0])
     assert stats.correlations["spearman"][0].n == 8
     assert stats.median_hours[0] == pytest.approx(0.36 * 10 / 3600)  # (step + 1) steps done
 
@@ -195,7 +195,7 @@ def test_stats_cache_reuses_unchanged_steps():
     cache: dict = {}
     compute_step_stats(_curves(ref, [0, 0, 0]), ref, n_bootstrap=20, cache=cache)
     assert len(cache) == 3
-    compute_step_stats(_curves(ref, [0, 0, 0], steps=(9, 19, 29, 39)), ref, n_bootstrap=20, cache=cache)
+    compute_step_stats(_curves(ref, [0, 0, 0, 0], steps=(9, 19, 29, 39)), ref, n_bootstrap=20, cache=cache)
     assert len(cache) == 4
 
 
@@ -210,24 +210,39 @@ def _targets(**kw):
 
 
 def test_crossing_with_an_invalid_step_before_it_uses_no_sentinel():
-    """Step 19 is invalid (too few trials); the crossing at step 29 is not interpolated from -5."""
+    """Steps 9 and 19 are invalid (4 of 8 trials): the crossing at 29 is not interpolated from -5/-1."""
     ref = [0.1 * k for k in range(1, 9)]
     curves = []
     for k, r in enumerate(ref):
-        pts = [(9, (8 - k) * 0.1), (29, r)]  # reversed ranking at step 9, right at 29
-        if k < 4:
-            pts.insert(1, (19, 0.5))  # only 4 trials record step 19 -> invalid correlation there
+        pts = [(9, (8 - k) * 0.1), (19, (8 - k) * 0.1), (29, r)] if k < 4 else [(29, r)]
         curves.append(TrialCurve(tuple(pts), 36.0, True))
-    # interpolation would fill step 19 for trials without it, so make those trials skip it truly:
     stats = compute_step_stats(curves, ref, n_bootstrap=0)
     assert stats.training_steps == [9, 19, 29]
+    assert [c.valid for c in stats.correlations["spearman"]] == [False, False, True]
     decision = ev.decide(stats, _targets(), None)
     assert decision.state == MET_DESIRED_ACCURACY_CORRELATION
     c = decision.crossing
-    assert c is not None and c.step >= 9 and c.hours >= 0
+    assert (c.step, c.step_int, c.interpolated) == (29.0, 29, False)
+    assert c.hours == pytest.approx(36.0 * 30 / 3600)
     entry = ProxyTaskEntry("p")
     ev.fill_step_stats(entry, stats, "spearman")
-    assert all(v is None or -1 <= v <= 1 for v in entry.proxy_task_stats.accuracy_correlation_over_step)
+    s = entry.proxy_task_stats
+    assert s.accuracy_correlation_over_step[:2] == [None, None]  # null, not -5
+    assert s.accuracy_correlation_p_value_over_step[:2] == [None, None]
+    assert entry.correlation_over_step["kendall"][0]["reason"].startswith("only 4 valid pairs")
+
+
+def test_crossing_is_interpolated_between_two_valid_steps():
+    ref = [0.1 * k for k in range(1, 9)]
+    perm = [2, 1, 4, 3, 6, 5, 8, 7]  # spearman 0.905 at step 9, 1.0 at step 19
+    curves = [TrialCurve(((9, perm[k] * 0.1), (19, r)), 36.0, True) for k, r in enumerate(ref)]
+    stats = compute_step_stats(curves, ref, n_bootstrap=0)
+    v0 = stats.correlations["spearman"][0].coefficient
+    decision = ev.decide(stats, _targets(desired_correlation=0.95), None)
+    frac = (0.95 - v0) / (1.0 - v0)
+    assert decision.crossing.interpolated
+    assert decision.crossing.step == pytest.approx(9 + 10 * frac)
+    assert decision.crossing.hours == pytest.approx(0.1 + frac * 0.1)
 
 
 def test_crossing_after_invalid_step_is_not_interpolated():
