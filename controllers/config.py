@@ -117,6 +117,21 @@ class RunnerConfig(StrictModel):
     def effective_max_parallel(self) -> int:
         return self.max_parallel_trials or os.cpu_count() or 1
 
+    def log_dir_for(self, controller_dir: str) -> str:
+        """Local folder for trial logs: ``log_dir``, else ``<controller_dir>/logs`` (local), else a cache folder."""
+        if self.log_dir:
+            return os.path.abspath(self.log_dir)
+        if "://" not in controller_dir and not controller_dir.startswith("/gcs/"):
+            return os.path.join(os.path.abspath(controller_dir), "logs")
+        safe = controller_dir.split("://", 1)[-1].strip("/").replace("/", "_")
+        return os.path.join(os.path.expanduser("~"), ".cache", "proxy-task", "logs", safe)
+
+    def make_runner(self):  # -> controllers.runners.Runner
+        """The runner this config describes."""
+        from controllers.runners import make_runner
+
+        return make_runner(self.kind, max_parallel_trials=self.effective_max_parallel())
+
 
 class TimeoutsConfig(StrictModel):
     """Loop timing in seconds (controller's monotonic clock)."""

@@ -48,6 +48,7 @@ __all__ = [
     "Lease",
     "process_start_ticks",
     "pid_alive",
+    "open_state",
 ]
 
 SCHEMA_VERSION = 1
@@ -317,3 +318,19 @@ class Lease:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def open_state(storage: Storage, name: str, kind: str, *, resume: bool) -> tuple[StateFile, dict[str, Any] | None]:
+    """The tool's state file and its content; refuses to overwrite a run unless ``resume``.
+
+    Raises:
+        StateError: the folder holds a state file and ``resume`` is False (it
+            names the flag), or the file is corrupt.
+    """
+    state = StateFile(storage, name, kind)
+    obj = state.load()
+    if obj is not None and not resume:
+        raise StateError(
+            f"{state.uri} already exists: pass --resume to continue that run, or choose a new controller_dir"
+        )
+    return state, obj
