@@ -230,21 +230,23 @@ class RayRunner(Runner):
         if spec.log_path:
             os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)
         try:
-            self._client().submit_job(
+            client = self._client()
+        except RayClusterUnreachableError as exc:  # nothing was sent: the trial did not start
+            raise LaunchError(f"trial {spec.trial_id}: {exc}") from exc
+        try:
+            client.submit_job(
                 entrypoint=shlex.join(spec.argv),
                 submission_id=submission_id,
                 runtime_env=runtime_env,
                 metadata=metadata,
                 **kwargs,
             )
-        except Exception as exc:  # noqa: BLE001 - any refusal; check whether the job exists anyway
-            try:
-                info = self._job_info(submission_id)
-            except RayClusterUnreachableError:
-                info = None
+        except Exception as exc:  # noqa: BLE001 - a refusal, or a failure after the job was created
+            # Outcome unknown: look the job up. If the cluster cannot say, this raises
+            # RayClusterUnreachableError (the controller stops; its resume calls ``recover``).
+            info = self._job_info(submission_id)
             if info is not None and (info.metadata or {}).get("proxy_task_launch_token") == token:
-                # the request failed after the job was created (e.g. a timeout): it is ours
-                return self._handle(spec, submission_id)
+                return self._handle(spec, submission_id)  # it was created, and it is ours
             raise LaunchError(f"trial {spec.trial_id}: Ray at {self.address} refused the job: {exc}") from exc
         return self._handle(spec, submission_id)
 
@@ -309,7 +311,11 @@ class RayRunner(Runner):
             return
 
     def reattach(self, handle: TrialHandle) -> bool:
-        info = self._job_info(handle.external_id)
+        """True while the job runs; False when ended, unknown, not ours, or the cluster does not answer."""
+        try:
+            info = self._job_info(handle.external_id)
+        except RayClusterUnreachableError:
+            return False  # poll keeps reporting RUNNING until unreachable_lost_secs
         if info is None:
             return False
         if (info.metadata or {}).get("proxy_task_trial_id", handle.trial_id) != handle.trial_id:
