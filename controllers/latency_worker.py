@@ -201,7 +201,8 @@ class WorkerSummary:
 
     worker_id: int
     worker_instance: str
-    measured: list[str] = field(default_factory=list)
+    claimed: list[str] = field(default_factory=list)  # won claims: the models this worker timed
+    measured: list[str] = field(default_factory=list)  # answers written
     errors: list[str] = field(default_factory=list)
     lost_claims: list[str] = field(default_factory=list)
     polls: int = 0
@@ -320,6 +321,8 @@ class LatencyWorker:
             logger.info("worker %d: %s was claimed by another worker", self.config.worker_id, self.trial_uri(prefix))
             self.summary.lost_claims.append(self.trial_uri(prefix))
             return False
+        logger.info("worker %d: claimed %s", self.config.worker_id, self.trial_uri(prefix))
+        self.summary.claimed.append(self.trial_uri(prefix))
         return True
 
     def _measure_and_answer(self, prefix: str, *, stolen: bool) -> None:

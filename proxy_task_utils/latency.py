@@ -430,7 +430,11 @@ def _load_torch(folder: str, manifest: ExportManifest, device: str, seed: int) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         if manifest.format == "torchscript":
-            model = torch.jit.load(path, map_location=dev)
+            model = torch.jit.load(path, map_location=dev).eval()
+            try:  # as deployed: frozen weights, inference passes, fewer profiling runs to warm up
+                model = torch.jit.optimize_for_inference(torch.jit.freeze(model))
+            except Exception as exc:  # noqa: BLE001 - some scripted models cannot be frozen; run them as saved
+                logger.info("TorchScript model not frozen (%s); measuring it as saved", exc)
         else:
             model = torch.export.load(path).module().to(dev)
     gen = torch.Generator().manual_seed(seed)
