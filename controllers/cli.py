@@ -37,6 +37,7 @@ __all__ = ["command", "main", "build_parser", "COMMAND_MODULES", "Command"]
 #: Modules that register subcommands; missing ones are skipped.
 COMMAND_MODULES: tuple[str, ...] = (
     "controllers.search_cli",  # search, report, analyze (the search controller)
+    "controllers.search.cli",
 )
 
 RunFn = Callable[[argparse.Namespace], int]
@@ -97,6 +98,79 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return int(args._run(args))
+
+
+# -- the commands of this module's tools ---------------------------------------------------
+
+
+def _run_tool(args: argparse.Namespace, which: str) -> int:
+    from controllers.config import ConfigError, ModelSelectionConfig, VarianceConfig, load_config
+    from controllers.progress import make_progress
+    from controllers.state import LeaseHeldError, StateError
+
+    progress = None
+    try:
+        if which == "variance":
+            from controllers.variance import VarianceError, run_variance_measurement
+
+            config = load_config(args.config, VarianceConfig)
+            progress = make_progress()
+            try:
+                report = run_variance_measurement(config, resume=args.resume, progress=progress)
+            except VarianceError as exc:
+                print(f"variance measurement failed:\n{exc}", file=sys.stderr)
+                return 1
+            r = report.result
+            print(f"{r['variance_info']} (variance {r['variance_value']}, seed std {r['seed_std']:.4g}, "
+                  f"{r['n_succeeded']}/{r['n_copies']} copies)")  # fmt: skip
+            print(r["smoothness_info"] + f" (smoothness {r['smoothness_value']:.4g})")
+            return 0
+        from controllers.model_selection import ModelSelectionAborted, run_model_selection
+
+        config = load_config(args.config, ModelSelectionConfig)
+        progress = make_progress()
+        try:
+            result = run_model_selection(config, resume=args.resume, progress=progress)
+        except ModelSelectionAborted as exc:
+            print(f"model selection aborted:\n{exc}", file=sys.stderr)
+            return 1
+        print(f"reference models: trials {', '.join(result.reference_trials)} of {result.final_job_dir}")
+        return 0
+    except (ConfigError, StateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except LeaseHeldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+@command("measure-variance", help="measure run-to-run variance and curve smoothness of one model")
+def _add_variance(parser: argparse.ArgumentParser) -> RunFn:
+    parser.add_argument("config", help="YAML config (VarianceConfig)")
+    parser.add_argument("--resume", action="store_true", help="continue the run recorded in controller_dir")
+    return lambda args: _run_tool(args, "variance")
+
+
+@command("select-models", help="select the reference models for the proxy-task search")
+def _add_select(parser: argparse.ArgumentParser) -> RunFn:
+    parser.add_argument("config", help="YAML config (ModelSelectionConfig)")
+    parser.add_argument("--resume", action="store_true", help="continue the run recorded in controller_dir")
+    return lambda args: _run_tool(args, "selection")
+
+
+@command("status", help="print the state of a controller folder")
+def _add_status(parser: argparse.ArgumentParser) -> RunFn:
+    parser.add_argument("dir", help="controller folder (path or gs://)")
+
+    def run(args: argparse.Namespace) -> int:
+        from controllers.progress import print_status
+
+        return print_status(args.dir)
+
+    return run
 
 
 if __name__ == "__main__":  # python -m controllers.cli

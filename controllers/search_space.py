@@ -57,7 +57,7 @@ def _load_function(spec: str) -> SearchSpace:
 
 
 def _table_space(table: Mapping[str, Sequence[Any]]) -> SearchSpace:
-    names = list(table)
+    names = sorted(table)  # the key order of a YAML/dict does not change the draws
     options = {n: list(table[n]) for n in names}
 
     def sample(rng: random.Random) -> dict[str, Any]:

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     model_dir = ptu.get_job_dir_from_environment_if_exist(args.job_dir)
     trial_id = ptu.get_trial_id_from_environment(default="1")
+    print(f"replay trainer: start trial {trial_id} in {model_dir}", flush=True)  # tests count these lines
     retrain = bool(args.retrain_search_job_dir)
     if retrain:
         source = ptu.get_finetune_nas_params_str(args.retrain_search_job_trials, args.retrain_search_job_dir)

@@ -1,0 +1,292 @@
+"""Model selection (reference §3): train many models progressively, keep a spread-out few.
+
+Round 0 trains ``start_num_models`` sampled architectures to ``100/K`` % (K =
+round size). Each later round re-trains the kept trials from their
+checkpoints (``--retrain_use_search_job_checkpoint=True``) with their metric
+history copied into the new trial folders, to a cumulative ``+100/K`` %, until
+``final_num_models`` or fewer remain; that round trains to completion (101 %)
+and its job folder holds the reference models for the proxy-task search.
+
+Differences from the reference: deterministic order (trial ids sorted, no
+``set``), failures never crash the controller (failed trials are invalid),
+the run aborts with a diagnosis when more than ``max_failure_ratio`` of round
+0 fails, every decision is stored, and resume works from any point.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from controllers.config import ModelSelectionConfig
+from controllers.jobs import (
+    JobRecord,
+    JobResult,
+    JobSpec,
+    JobView,
+    StopAll,
+    TrialPlan,
+    TrialState,
+    job_dir_uri,
+    run_job,
+)
+from controllers.progress import NullProgress, Progress
+from controllers.runners.base import Runner
+from controllers.search_space import load_search_space, sample_architectures
+from controllers.state import MODEL_SELECTION_STATE_FILE, Lease, StateFile, open_state
+from controllers.stats import FINAL_ROUND_PCT, Candidate, filter_candidates, next_desired_pct, num_models_to_remove
+from controllers.testing import crash_point
+from proxy_task_utils import protocol as p
+from proxy_task_utils.storage import open_storage
+
+__all__ = ["ModelSelectionAborted", "ModelSelectionResult", "run_model_selection", "TOOL"]
+
+TOOL = "model_selection"
+
+
+class ModelSelectionAborted(RuntimeError):
+    """Too many trials failed (or none is left); the message is the diagnosis."""
+
+
+@dataclass
+class ModelSelectionResult:
+    """The final round: its job folder and trial ids (the reference models)."""
+
+    final_job_dir: str
+    reference_trials: list[str]
+    state: dict[str, Any]
+
+
+def _diagnosis(failures: dict[str, dict[str, Any]], n: int, ratio: float) -> str:
+    by_kind: dict[str, list[str]] = {}
+    for tid, f in failures.items():
+        by_kind.setdefault(f["kind"], []).append(tid)
+    lines = [f"{len(failures)} of {n} trials of the first round failed (> {ratio:.0%} allowed):"]
+    for kind, tids in sorted(by_kind.items()):
+        advice = failures[tids[0]].get("advice", "")
+        lines.append(f"  {kind}: trials {', '.join(tids)}. {advice}")
+    return "\n".join(lines)
+
+
+class _Selection:
+    def __init__(self, config: ModelSelectionConfig, runner: Runner, progress: Progress, lease: Lease | None,
+                 clock: Callable[[], float], sleep: Callable[[float], None]) -> None:  # fmt: skip
+        self.config, self.runner, self.progress, self.lease = config, runner, progress, lease
+        self.clock, self.sleep = clock, sleep
+        self.storage = open_storage(config.controller_dir)
+        self.log_dir = config.runner.log_dir_for(config.controller_dir)
+        self.state_file: StateFile
+        self.state: dict[str, Any] = {}
+        self.live: JobRecord | None = None  # the running iteration's record (serialised on save)
+
+    def save(self) -> None:
+        if self.live is not None:
+            self.state["iterations"][-1]["job"] = self.live.to_dict()
+        self.state_file.save(self.state)
+
+    def new_state(self) -> dict[str, Any]:
+        cfg = self.config
+        archs = sample_architectures(load_search_space(cfg.search_space), cfg.start_num_models, seed=cfg.seed)
+        return {
+            "start_num_models": cfg.start_num_models,
+            "final_num_models": cfg.final_num_models,
+            "num_models_to_remove_per_iter": cfg.num_models_to_remove_per_iter,
+            "iterations": [],
+            "accuracy_metric_id": cfg.accuracy_metric_id,
+            "latency_metric_id": cfg.latency_metric_id,
+            # ours
+            "seed": cfg.seed,
+            "job_name": cfg.job_name,
+            "max_failure_ratio": cfg.max_failure_ratio,
+            "require_latency": cfg.require_latency,
+            "architectures": {str(i + 1): a for i, a in enumerate(archs)},
+            "status": "running",
+            "abort_reason": None,
+            "final_job_dir": None,
+            "reference_trials": None,
+        }
+
+    # -- rounds -----------------------------------------------------------------------
+    def new_iteration(self) -> dict[str, Any]:
+        cfg, its = self.config, self.state["iterations"]
+        k = len(its)
+        name = f"Model_Selection_{cfg.job_name}_iter_{k}"
+        jd = job_dir_uri(cfg.controller_dir, name)
+        if k == 0:
+            sources = None
+            ids = [str(i) for i in range(1, cfg.start_num_models + 1)]
+            previous_pct = 0.0
+        else:
+            prev = its[-1]
+            sources = list(prev["trials_to_retrain"])
+            ids = [str(i) for i in range(1, len(sources) + 1)]
+            previous_pct = prev["desired_training_step_pct"]
+            job_storage = open_storage(jd)
+            for new_id, src in zip(ids, sources):  # carry the metric history (idempotent: no trial launched yet)
+                data, _ = open_storage(prev["job_dir"]).read(f"{src}/{p.TRIAL_TRAINING_METRICS_FILE}")
+                job_storage.write(f"{new_id}/{p.TRIAL_TRAINING_METRICS_FILE}", data)
+        desired = next_desired_pct(previous_pct, len(ids), cfg.final_num_models)
+        it = {
+            "num_trials": len(ids),
+            "trials_to_retrain": [],
+            "search_job_name": name,
+            "search_job_link": jd,
+            "latency_calculator_job_name": "",
+            "latency_calculator_job_link": "",
+            "desired_training_step_pct": desired,
+            # ours
+            "iteration": k,
+            "job_dir": jd,
+            "source_trials": sources,
+            "job": JobRecord.create(name, jd, ids).to_dict(),
+            "scores": {},
+            "filter": None,
+            "failures": {},
+            "done": False,
+        }
+        its.append(it)
+        self.save()
+        return it
+
+    def plans(self, it: dict[str, Any]) -> list[TrialPlan]:
+        cfg = self.config
+        extra = tuple(cfg.trainer.flag_items())
+        ids = [t["trial_id"] for t in it["job"]["trials"]]
+        if it["source_trials"] is None:
+            archs = self.state["architectures"]
+            return [TrialPlan(t, (("nas_params_str", json.dumps(archs[t])),) + extra) for t in ids]
+        prev_dir = self.state["iterations"][it["iteration"] - 1]["job_dir"]
+        flags = (
+            ("retrain_search_job_dir", prev_dir),
+            ("retrain_search_job_trials", ",".join(it["source_trials"])),
+            ("retrain_use_search_job_checkpoint", "True"),
+        ) + extra
+        return [TrialPlan(t, flags) for t in ids]
+
+    def run_iteration(self, it: dict[str, Any]) -> JobResult:
+        cfg = self.config
+        record = JobRecord.from_dict(it["job"])
+        self.live = record
+        spec = JobSpec(
+            name=record.name,
+            job_dir_uri=record.job_dir_uri,
+            log_dir=f"{self.log_dir}/{record.name}",
+            trainer_command=tuple(cfg.trainer.command),
+            trials=tuple(self.plans(it)),
+            desired_training_pct=it["desired_training_step_pct"],
+            env=tuple(cfg.trainer.env.items()),
+        )
+        n = it["num_trials"]
+
+        def abort_check(view: JobView) -> StopAll | None:
+            if it["iteration"] == 0 and len(view.failures) / n > cfg.max_failure_ratio:
+                return StopAll(f"abort: {len(view.failures)} of {n} trials failed (> {cfg.max_failure_ratio:.0%})")
+            return None
+
+        self.progress.message(
+            f"round {it['iteration']}: {n} trials to {it['desired_training_step_pct']:.4g} %"
+        )
+        try:
+            return run_job(spec, self.runner, record, persist=self.save, settings=cfg.timeouts.job_settings(),
+                           on_poll=abort_check, lease=self.lease, progress=self.progress, clock=self.clock,
+                           sleep=self.sleep)  # fmt: skip
+        finally:
+            self.save()
+            self.live = None
+
+    def finish_iteration(self, it: dict[str, Any], result: JobResult) -> None:
+        cfg = self.config
+        it["failures"] = {t.trial_id: t.failure.to_dict() | {"log_tail": ""} for t in result.trials if t.failure}
+        if it["iteration"] == 0 and len(it["failures"]) / it["num_trials"] > cfg.max_failure_ratio:
+            self.state["status"] = "aborted"
+            self.state["abort_reason"] = _diagnosis(it["failures"], it["num_trials"], cfg.max_failure_ratio)
+            self.save()
+            raise ModelSelectionAborted(self.state["abort_reason"])
+        desired = it["desired_training_step_pct"]
+        if desired == FINAL_ROUND_PCT:
+            it["done"] = True
+            self.state["status"] = "done"
+            self.state["final_job_dir"] = it["job_dir"]
+            self.state["reference_trials"] = [t.trial_id for t in result.trials if t.state is TrialState.SUCCEEDED]
+            self.save()
+            return
+        candidates = []
+        for t in result.trials:
+            m = t.metrics
+            ok = t.state is TrialState.SUCCEEDED and m is not None
+            acc = m.accuracy_at_pct(desired) if ok else None
+            lat = m.latency if ok and m.has_valid_latency else None
+            it["scores"][t.trial_id] = {"accuracy": acc, "latency": lat, "state": t.state.value}
+            candidates.append(Candidate(t.trial_id, acc, lat if cfg.require_latency else None))
+        n_remove = num_models_to_remove(it["num_trials"], cfg.final_num_models, cfg.num_models_to_remove_per_iter)
+        fr = filter_candidates(candidates, n_remove, min_kept=cfg.min_num_filtered_trials,
+                               require_latency=cfg.require_latency)  # fmt: skip
+        it["trials_to_retrain"] = list(fr.kept)
+        it["filter"] = {"kept": fr.kept, "removed": fr.removed, "invalid": fr.invalid, "reasons": fr.reasons,
+                        "num_to_remove": n_remove}  # fmt: skip
+        self._plot(it, fr.kept, fr.removed)
+        if not fr.kept:
+            self.state["status"] = "aborted"
+            self.state["abort_reason"] = f"round {it['iteration']}: no valid trial left ({fr.reasons})"
+            self.save()
+            raise ModelSelectionAborted(self.state["abort_reason"])
+        it["done"] = True
+        self.save()
+        crash_point("after_round")
+
+    def _plot(self, it: dict[str, Any], kept: list[str], removed: list[str]) -> None:
+        from controllers.plots import FILTERED_TRIAL_SCORES_FILE, filtered_trial_scores_png
+
+        def pts(ids: list[str]) -> list[tuple[str, float, float]]:
+            out = []
+            for t in ids:
+                s = it["scores"][t]
+                out.append((t, s["accuracy"], s["latency"] if s["latency"] is not None else 0.0))
+            return out
+
+        png = filtered_trial_scores_png(pts(kept), pts(removed), title=f"Filtered trial scores, round {it['iteration']}")
+        open_storage(it["job_dir"]).write(FILTERED_TRIAL_SCORES_FILE, png)
+
+    def run(self, resume: bool) -> ModelSelectionResult:
+        self.state_file, loaded = open_state(self.storage, MODEL_SELECTION_STATE_FILE, TOOL, resume=resume)
+        self.state = loaded or self.new_state()
+        if self.state["status"] == "aborted":
+            raise ModelSelectionAborted(self.state["abort_reason"])
+        self.save()
+        while self.state["status"] == "running":
+            its = self.state["iterations"]
+            it = its[-1] if its and not its[-1]["done"] else self.new_iteration()
+            self.finish_iteration(it, self.run_iteration(it))
+        return ModelSelectionResult(self.state["final_job_dir"], self.state["reference_trials"], self.state)
+
+
+def run_model_selection(
+    config: ModelSelectionConfig,
+    *,
+    resume: bool = False,
+    runner: Runner | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ModelSelectionResult:
+    """Run (or resume) model selection in ``config.controller_dir``.
+
+    Raises:
+        ModelSelectionAborted: more than ``max_failure_ratio`` of the first round failed,
+            or no valid trial is left; the message is the diagnosis.
+        controllers.state.StateError: a state file exists and ``resume`` is False, or it is corrupt.
+        controllers.state.LeaseHeldError: another controller drives the folder.
+    """
+    storage = open_storage(config.controller_dir)
+    lease = Lease(storage, timeout_secs=config.timeouts.lease_timeout_secs, clock=clock, sleep=sleep)
+    lease.acquire()
+    runner = runner or config.runner.make_runner()
+    try:
+        return _Selection(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume)
+    finally:
+        lease.release()
+        runner.close()
+
