@@ -107,6 +107,7 @@ class SearchConfig(ControllerConfig):
     confidence: float = Field(default=0.95, gt=0, lt=1)
     noise: NoiseConfig | None = None
     plots: bool = True
+    plot_interval_secs: float = Field(default=60.0, ge=0)  # redraw at most this often while monitoring
     train_steps_arg: str = "train_steps"
     decay_steps_arg: str = "decay_steps"
 

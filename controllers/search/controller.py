@@ -113,6 +113,8 @@ class _Run:
     cache: dict[tuple, Any]
     last_settled: int = -1
     last_plotted_steps: int = -1
+    last_plot_time: float | None = None
+    last_saved: tuple | None = None
 
 
 class SearchController:
@@ -421,9 +423,20 @@ class SearchController:
             # also after a crash between our save and the loop's: the decision stands, post it (again)
             stop = StopAll(f"{entry.proxy_task_stats.stopping_state}: {entry.stop_reason}")
         entry.job = run.record.to_dict()
-        self.save()  # saved during monitoring, and before "stop now" is posted
-        if len(stats) != run.last_plotted_steps:
-            run.last_plotted_steps = len(stats)
+        fingerprint = (
+            tuple(m.training_time.total_training_time_in_secs if m is not None else None for m in metrics),
+            tuple(m.last_pct if m is not None else None for m in metrics),
+            tuple(ended), entry.proxy_task_stats.stopping_state, len(entry.decision_log),
+        )
+        if fingerprint != run.last_saved or stop is not None:  # saved during monitoring, before "stop now"
+            run.last_saved = fingerprint
+            self.save()
+        if stop is not None:
+            crash_point("search_after_decision")  # tests: killed after saving, before posting
+        now = self.clock()
+        due = run.last_plot_time is None or now - run.last_plot_time >= self.config.plot_interval_secs
+        if len(stats) != run.last_plotted_steps and due:  # at most once per poll, throttled
+            run.last_plotted_steps, run.last_plot_time = len(stats), now
             self._plot(entry, stats, metrics, final=False)
         crash_point("search_after_poll")
         return stop

@@ -27,7 +27,8 @@ def _plt() -> Any:
 
 def figure_to_png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=80)
     _plt().close(fig)
     return buf.getvalue()
 

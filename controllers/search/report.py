@@ -29,6 +29,7 @@ __all__ = [
     "build_report",
     "best_proxy_config",
     "write_report",
+    "search_status_text",
 ]
 
 REPORT_MD = "report.md"
@@ -286,3 +287,22 @@ def write_report(controller_dir: str, *, train_steps_arg: str | None = None,
         storage.write(BEST_PROXY_YAML, text.encode("utf-8"))
         out["best_proxy_task"] = storage.child_uri(BEST_PROXY_YAML)
     return out
+
+
+def search_status_text(controller_dir: str) -> str:
+    """A few lines for ``proxy-task status``: each proxy's state and the best so far."""
+    storage = open_storage(controller_dir)
+    state = load_search_state(storage)
+    method = state.correlation_method
+    lines = [f"search {storage.uri} ({'finished' if state.finished else 'in progress'}; {method})"]
+    for e in state.ordered_entries():
+        s = e.proxy_task_stats
+        last = next((c for c in reversed(s.accuracy_correlation_over_step) if c is not None), None)
+        lines.append(
+            f"  {e.proxy_task_name:<28} {e.status:<8} {s.stopping_state or '-':<30} steps {len(s.training_steps):>4} "
+            f"last {method} {_fmt(last)}  final h {_fmt(s.final_training_time_in_hours, 4)}  "
+            f"cost {_fmt(e.cost_trial_hours, 4)} trial-h"
+        )
+    lines.append(f"best proxy task: {state.best_proxy_task_name or '(none yet)'}")
+    lines += [f"warning: {w}" for w in state.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""End-to-end: the search controller with real subprocess replay trainers whose truth is known.
+
+The reference models (8 architectures with known plateau qualities) are written by hand. A
+proxy with little noise and a fast-learning curve ranks them perfectly from its first cycle;
+a proxy with huge noise ranks them at random. Cost differences come from the trainer's
+``--sleep_per_cycle`` (wall time per cycle, which the trainer records as training time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from _search_helpers import LATENCIES, QUALITIES, write_reference_job, write_reference_table
+
+from controllers.config import parse_config
+from controllers.search.config import SearchConfig
+from controllers.search.controller import SearchController
+from controllers.search.report import write_report
+from controllers.search.state import FAILED_DESIRED_LATENCY_CORRELATION, RAN_TILL_COMPLETION
+from controllers.stats import (
+    EXCEEDED_BEST_TRAIN_TIME,
+    EXCEEDED_TRAIN_TIME_LIMIT,
+    MET_DESIRED_ACCURACY_CORRELATION,
+)
+from proxy_task_utils import protocol as p
+
+REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
+GOOD = {"noise": 0.002, "tau": 0.01, "train_steps": 2000, "cycle_steps": 10}  # ranks perfectly from cycle 1
+NOISY = {"noise": 5.0, "tau": 0.01, "cycle_steps": 10}  # ranks at random
+
+
+def _config(tmp_path, proxies, **overrides) -> SearchConfig:
+    ref_job = tmp_path / "reference" / "nas" / "search"
+    if not ref_job.exists():
+        write_reference_job(str(ref_job))
+    data = {
+        "controller_dir": str(tmp_path / "search"),
+        "job_name": "t",
+        "trainer": {"command": REPLAY, "args": {"cycle_steps": 10}},
+        "runner": {"max_parallel_trials": 8},
+        "timeouts": {"poll_interval_secs": 0.2, "no_metrics_timeout_secs": 30, "stop_grace_secs": 15,
+                     "cancel_grace_secs": 1, "heartbeat_interval_secs": 1.0},
+        "reference": {"job_dir": str(ref_job)},
+        "proxy_tasks": {"configs": [{"name": n, "args": a} for n, a in proxies]},
+        "desired_accuracy_correlation": 0.9,
+        "training_time_hrs_limit": 30 / 3600,
+        "desired_latency_correlation": 0.65,
+        "bootstrap_resamples": 100,
+        "plots": False,
+    }
+    data.update(overrides)
+    return parse_config(data, SearchConfig)
+
+
+def _trial_metrics(job_dir: str, n: int = 8) -> list[p.TrialTrainingMetrics]:
+    out = []
+    for k in range(1, n + 1):
+        with open(os.path.join(job_dir, str(k), p.TRIAL_TRAINING_METRICS_FILE), "rb") as f:
+            out.append(p.TrialTrainingMetrics.from_json(f.read()))
+    return out
+
+
+def _state(tmp_path) -> dict:
+    with open(tmp_path / "search" / "SEARCH_CONTROLLER_STATE.json") as f:
+        return json.load(f)
+
+
+def test_picks_cheapest_true_proxy_rejects_noisy_and_stop_now_stops(tmp_path):
+    proxies = [
+        ("noisy", {**NOISY, "train_steps": 300, "sleep_per_cycle": 0.01}),
+        ("good_slow", {**GOOD, "sleep_per_cycle": 0.12}),
+        ("good_fast", {**GOOD, "sleep_per_cycle": 0.03}),
+        ("noisy_after_best", {**NOISY, "train_steps": 2000, "sleep_per_cycle": 0.1}),
+    ]
+    cfg = _config(tmp_path, proxies)
+    state = SearchController(cfg).run()
+    m = state.proxy_tasks_map
+    states = {n: m[n].proxy_task_stats.stopping_state for n in m}
+    assert states == {
+        "noisy": RAN_TILL_COMPLETION,
+        "good_slow": MET_DESIRED_ACCURACY_CORRELATION,
+        "good_fast": MET_DESIRED_ACCURACY_CORRELATION,
+        "noisy_after_best": EXCEEDED_BEST_TRAIN_TIME,
+    }
+    assert state.best_proxy_task_name == "good_fast"
+    fast, slow = m["good_fast"].proxy_task_stats, m["good_slow"].proxy_task_stats
+    assert fast.final_training_time_in_hours < slow.final_training_time_in_hours
+    # stop now really stopped the trials: they exited gracefully long before their 2000 steps
+    for name in ("good_slow", "good_fast", "noisy_after_best"):
+        entry = m[name]
+        assert entry.proxy_task_stats.posted_stop_trials_message
+        for metrics in _trial_metrics(entry.search_job_link):
+            assert metrics.last_pct is not None and metrics.last_pct < 50.0
+        for trial in entry.job["trials"]:
+            assert trial["state"] == "succeeded" and trial["launches"] == 1
+        with open(os.path.join(entry.search_job_link, "1", p.DESIRED_TRAINING_PCT_FILE)) as f:
+            assert json.load(f) == {"desired_training_pct": 0.0}
+    # the noisy proxy ran to the end (nothing fired) and was never a success
+    assert all(mt.last_pct == 100.0 for mt in _trial_metrics(m["noisy"].search_job_link))
+    assert m["noisy"].proxy_task_stats.posted_stop_trials_message is False
+    # MAX_TRAINING_TIME.json posted at launch
+    with open(os.path.join(m["noisy"].search_job_link, "3", p.MAX_TRAINING_TIME_FILE)) as f:
+        assert json.load(f)["max_training_time_in_hrs"] == pytest.approx(30 / 3600)
+    # every decision is logged with its inputs; the state is standard JSON with both coefficients
+    raw = _state(tmp_path)
+    fast_raw = raw["proxy_tasks_map"]["good_fast"]
+    stop_logs = [d for d in fast_raw["decision_log"] if d.get("stop")]
+    assert stop_logs and stop_logs[0]["targets"]["desired_accuracy_correlation"] == 0.9
+    assert stop_logs[0]["at_crossing"]["correlation"]["coefficient"] >= 0.9
+    assert set(fast_raw["correlation_over_step"]) == {"spearman", "kendall"}
+    assert raw["correlation_method"] == "spearman" and raw["schema_version"] == 1
+    assert fast_raw["proxy_task_stats"]["latency_correlation"] == pytest.approx(1.0)
+    assert fast_raw["cost_trial_hours"] > 0
+    # report and the ready-to-use config
+    out = write_report(cfg.controller_dir)
+    text = open(out["markdown"].replace("file://", "")).read()
+    assert "Best proxy task: **good_fast**" in text and EXCEEDED_BEST_TRAIN_TIME in text
+    import yaml
+
+    best = yaml.safe_load(open(out["best_proxy_task"]))
+    steps = fast.final_training_steps + 1
+    assert best["args"]["train_steps"] == best["args"]["decay_steps"] >= steps
+    assert best["args"]["sleep_per_cycle"] == 0.03
+
+
+def test_time_limit_rule_fires(tmp_path):
+    cfg = _config(tmp_path, [("noisy_long", {**NOISY, "train_steps": 4000, "sleep_per_cycle": 0.05})],
+                  training_time_hrs_limit=0.6 / 3600)
+    state = SearchController(cfg).run()
+    entry = state.proxy_tasks_map["noisy_long"]
+    assert entry.proxy_task_stats.stopping_state == EXCEEDED_TRAIN_TIME_LIMIT
+    assert entry.proxy_task_stats.final_training_time_in_hours is None
+    assert state.best_proxy_task_name == ""
+    for metrics in _trial_metrics(entry.search_job_link):
+        assert metrics.last_pct < 25.0  # 4000 steps would take 20 s per trial
+
+
+def test_latency_failure_with_a_reference_table(tmp_path):
+    table = write_reference_table(str(tmp_path / "ref.csv"), table_latencies=list(reversed(LATENCIES)))
+    cfg = _config(tmp_path, [("good", {**GOOD, "sleep_per_cycle": 0.02})],
+                  reference={"table": table}, plots=True)
+    state = SearchController(cfg).run()
+    entry = state.proxy_tasks_map["good"]
+    s = entry.proxy_task_stats
+    assert s.stopping_state == FAILED_DESIRED_LATENCY_CORRELATION
+    assert s.latency_correlation == pytest.approx(-1.0)
+    assert MET_DESIRED_ACCURACY_CORRELATION in entry.stop_reason  # what it was before the latency check
+    assert state.best_proxy_task_name == ""
+    assert state.reference["accuracies"] == list(QUALITIES)
+    # the proxy trials re-trained the table's architectures (materialised as a job folder)
+    with open(os.path.join(entry.search_job_link, "4", p.NAS_PARAMS_STR_FILE)) as f:
+        assert json.load(f)["quality"] == QUALITIES[3]
+    # plots: one file per kind (not one per step), named as the reference does
+    pngs = sorted(f for f in os.listdir(tmp_path / "search") if f.endswith(".png"))
+    assert pngs == sorted([
+        "proxy_task_good_accuracy_correlation_vs_training_steps.png",
+        "proxy_task_good_accuracy_correlation_vs_training_time.png",
+        "proxy_task_good_accuracy_vs_training_steps.png",
+        "proxy_task_good_accuracy_vs_training_time.png",
+        "proxy_task_good_accuracy_correlation_at_decision.png",
+        "proxy_task_good_latency_correlation.png",
+    ])
+
+
+@pytest.mark.parametrize("crash_at", ["search_after_poll:3", "search_after_decision:1"])
+def test_resume_after_sigkill_mid_proxy(tmp_path, crash_at):
+    """Killed mid-proxy (before any decision, or after saving a decision but before posting it)."""
+    import yaml
+
+    cfg = _config(tmp_path, [("good_slow", {**GOOD, "train_steps": 6000, "sleep_per_cycle": 0.1}),
+                             ("good_fast", {**GOOD, "sleep_per_cycle": 0.03})])
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    env = {**os.environ, "PROXY_TASK_TEST_CRASH_AT": crash_at}
+    cmd = [sys.executable, "-m", "controllers.cli", "search", str(path), "--no-progress"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == -9, first.stderr[-2000:]
+    mid = _state(tmp_path)["proxy_tasks_map"]["good_slow"]
+    assert mid["status"] == "running"
+    if crash_at.startswith("search_after_decision"):
+        assert mid["proxy_task_stats"]["posted_stop_trials_message"] and mid["job"]["stop_reason"] is None
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = _state(tmp_path)
+    assert final["best_proxy_task_name"] == "good_fast"
+    assert final["finished"] is True
+    for name in ("good_slow", "good_fast"):
+        entry = final["proxy_tasks_map"][name]
+        assert entry["proxy_task_stats"]["stopping_state"] == MET_DESIRED_ACCURACY_CORRELATION
+        assert [t["launches"] for t in entry["job"]["trials"]] == [1] * 8  # no duplicate trials
+        assert entry["job"]["stop_reason"].startswith(MET_DESIRED_ACCURACY_CORRELATION)
+        for metrics in _trial_metrics(entry["search_job_link"]):
+            assert metrics.last_pct < 100.0  # stopped by "stop now", also after the resume
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr  # never a silent fresh start over a state
