@@ -1,6 +1,7 @@
 """Tiny launcher that records a trial's pid and exit code in files beside its log.
 
-``python -m controllers.runners._wrap --token T --pid-file P --exit-file E -- argv...``
+``python -s <path>/_wrap.py --token T --pid-file P --exit-file E -- argv...`` (stdlib only, run by path
+so that it imports nothing else).
 
 Why: a controller restarted after a crash is no longer the parent of its
 trials, so it cannot ``wait()`` for their exit codes. This wrapper is the

@@ -1,6 +1,6 @@
 """Trials as local subprocesses (the default runner).
 
-Each trial runs as ``python -m controllers.runners._wrap ... -- <argv>`` in a
+Each trial runs as ``python -s .../controllers/runners/_wrap.py ... -- <argv>`` in a
 new session (its own process group), never through a shell. The wrapper
 writes ``<log>.pid.json`` (pid, start time, launch token) before starting the
 trainer and ``<log>.exit.json`` when it ends, so a controller restarted after
@@ -34,6 +34,8 @@ from controllers.state import pid_alive, process_start_ticks
 __all__ = ["LocalRunner", "trial_env"]
 
 _CANCEL_SUFFIX = ".cancel"
+# Run by path, not ``-m``: the wrapper then imports no package (a faster start per trial).
+_WRAP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_wrap.py")
 
 
 def trial_env(spec: TrialSpec, base: Mapping[str, str]) -> dict[str, str]:
@@ -111,7 +113,7 @@ class LocalRunner(Runner):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
         argv = [
-            self._python, "-m", "controllers.runners._wrap",
+            self._python, "-s", _WRAP_SCRIPT,
             "--token", spec.launch_token or "-",
             "--pid-file", self._pid_file(log_path),
             "--exit-file", self._exit_file(log_path),
@@ -237,6 +239,6 @@ def _find_by_token(token: str) -> tuple[int, int | None] | None:
                 cmdline = f.read()
         except OSError:
             continue
-        if needle in cmdline and b"controllers.runners._wrap" in cmdline:
+        if needle in cmdline and _WRAP_SCRIPT.encode() in cmdline:
             return pid, process_start_ticks(pid)
     return None
