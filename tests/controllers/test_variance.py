@@ -73,6 +73,42 @@ def test_failed_copy_does_not_abort_when_enough_finish(tmp_path, replay_command)
     assert set(result["final_accuracies"]) == {"1", "3", "4"}
 
 
+def test_hanging_copy_is_cancelled_and_reported(tmp_path, replay_command):
+    cfg = _config(tmp_path, replay_command)
+    cfg.trainer.args["retrain_failure_plan"] = "3:hang"
+    result = run_variance_measurement(cfg).result
+    assert [(f["trial_id"], f["kind"]) for f in result["failed_copies"]] == [("3", "no_metrics")]
+    assert result["n_succeeded"] == 3
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_during_the_copies(tmp_path, replay_command):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from controllers.testing import CRASH_ENV
+
+    cfg = _config(tmp_path, replay_command)
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(exclude_none=True), sort_keys=False))
+    argv = [sys.executable, "-m", "controllers.cli", "measure-variance", str(path)]
+    crashed = subprocess.run(argv, env={**os.environ, CRASH_ENV: "after_launch:3"}, capture_output=True, timeout=120)
+    assert crashed.returncode == -signal.SIGKILL
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    resumed = subprocess.run(argv + ["--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state = _read(tmp_path / "ctl" / MEASUREMENT_STATE_FILE)
+    assert len(state["attempts"]) == 1 and len(state["finished_model_dirs"]) == 4
+    launches = [t["launches"] for t in state["copies_job"]["trials"]]
+    assert launches == [1, 1, 1, 1]
+    logs = tmp_path / "ctl" / "logs" / "Variance_copies_t"
+    assert [(logs / t / "trainer.log").read_text().count("replay trainer: start") for t in "1234"] == [1, 1, 1, 1]
+
+
 def test_too_many_failed_copies_is_a_diagnosis(tmp_path, replay_command):
     cfg = _config(tmp_path, replay_command)
     cfg.trainer.args["retrain_failure_plan"] = "1:crash,2:oom"
