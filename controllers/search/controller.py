@@ -41,6 +41,7 @@ from controllers.search.reference import (
 )
 from controllers.search.state import (
     DONE,
+    FAILED_DESIRED_LATENCY_CORRELATION,
     JOB_FAILED,
     RAN_TILL_COMPLETION,
     RUNNING,
@@ -51,7 +52,7 @@ from controllers.search.state import (
 from controllers.search.step_stats import StepStats, accuracy_at_step, compute_step_stats
 from controllers.search.verdicts import SeedNoise, Verdict, ceiling_verdict, closeness_to_ceiling, read_seed_noise
 from controllers.state import Lease, StateFile
-from controllers.stats import Ceiling, StopDecision, best_proxy
+from controllers.stats import SUCCESSFUL_STATES, Ceiling, StopDecision, best_proxy
 from controllers.testing import crash_point
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import Storage, open_storage
@@ -476,12 +477,14 @@ class SearchController:
             s.latency_correlation_p_value = chosen.p_value
             entry.latency_correlations = {m: c.to_dict() for m, c in check.correlations.items()}
             latency = (proxy_lat, self.reference.latencies, f"latency {self.targets.method} = {_fmt(chosen.coefficient)}")
-            if not check.passed:
-                from controllers.search.state import FAILED_DESIRED_LATENCY_CORRELATION
-
+            if not check.passed and s.stopping_state in SUCCESSFUL_STATES:
+                # a success becomes a latency failure (reference §4.5); a proxy that already failed
+                # keeps its own, more telling, state and reason
                 previous = s.stopping_state
                 s.stopping_state = FAILED_DESIRED_LATENCY_CORRELATION
                 entry.stop_reason = f"{check.reason} (before the latency check: {previous}: {entry.stop_reason})"
+            elif not check.passed:
+                entry.stop_reason += f"; {check.reason}"
             entry.log_decision({"poll": None, "latency": True, "passed": check.passed, "reason": check.reason,
                                 "correlations": entry.latency_correlations})
         if self.ceiling is not None:

@@ -18,9 +18,9 @@ from _search_helpers import LATENCIES, QUALITIES, write_reference_job, write_ref
 
 from controllers.config import parse_config
 from controllers.search.config import SearchConfig
-from controllers.search.controller import SearchController
+from controllers.search.controller import SearchAborted, SearchController
 from controllers.search.report import write_report
-from controllers.search.state import FAILED_DESIRED_LATENCY_CORRELATION, RAN_TILL_COMPLETION
+from controllers.search.state import FAILED_DESIRED_LATENCY_CORRELATION, JOB_FAILED, RAN_TILL_COMPLETION
 from controllers.stats import (
     EXCEEDED_BEST_TRAIN_TIME,
     EXCEEDED_TRAIN_TIME_LIMIT,
@@ -127,9 +127,19 @@ def test_picks_cheapest_true_proxy_rejects_noisy_and_stop_now_stops(tmp_path):
     assert best["args"]["sleep_per_cycle"] == 0.03
 
 
-def test_time_limit_rule_fires(tmp_path):
-    cfg = _config(tmp_path, [("noisy_long", {**NOISY, "train_steps": 4000, "sleep_per_cycle": 0.05})],
-                  training_time_hrs_limit=0.6 / 3600)
+def _variance_dir(tmp_path, seed_std: float) -> str:
+    folder = tmp_path / "variance"
+    folder.mkdir(exist_ok=True)
+    (folder / "variance_and_smoothness.json").write_text(json.dumps(
+        {"variance_value": seed_std / 0.6, "variance_info": "", "smoothness_value": 0.0, "smoothness_info": "",
+         "seed_std": seed_std, "mean_final_accuracy": 0.6}))
+    return str(folder)
+
+
+def test_time_limit_rule_fires_then_a_grown_config_list_resumes(tmp_path):
+    noise = {"variance_dir": _variance_dir(tmp_path, 0.005), "n_sim": 200}
+    limited = ("noisy_long", {**NOISY, "train_steps": 4000, "sleep_per_cycle": 0.05})
+    cfg = _config(tmp_path, [limited], training_time_hrs_limit=0.6 / 3600, noise=noise)
     state = SearchController(cfg).run()
     entry = state.proxy_tasks_map["noisy_long"]
     assert entry.proxy_task_stats.stopping_state == EXCEEDED_TRAIN_TIME_LIMIT
@@ -137,6 +147,39 @@ def test_time_limit_rule_fires(tmp_path):
     assert state.best_proxy_task_name == ""
     for metrics in _trial_metrics(entry.search_job_link):
         assert metrics.last_pct < 25.0  # 4000 steps would take 20 s per trial
+    assert state.noise_ceiling["reachable"] and state.noise_ceiling["ceiling"]["median"] > 0.9
+    assert entry.ceiling_fraction is not None and entry.ceiling_fraction < 0.9  # random ranking: far below
+    # the config list grows: the finished proxy is kept as recorded, only the new one runs
+    launched_before = [t["launches"] for t in entry.job["trials"]]
+    grown = _config(tmp_path, [limited, ("good", {**GOOD, "sleep_per_cycle": 0.02})],
+                    training_time_hrs_limit=0.6 / 3600, noise=noise)
+    state2 = SearchController(grown, resume=True).run()
+    assert [t["launches"] for t in state2.proxy_tasks_map["noisy_long"].job["trials"]] == launched_before
+    assert state2.proxy_tasks_map["noisy_long"].decision_log == entry.decision_log
+    assert state2.best_proxy_task_name == "good"
+    assert state2.proxy_tasks_map["good"].ceiling_fraction == pytest.approx(
+        1.0 / state2.noise_ceiling["ceiling"]["median"])
+
+
+def test_out_of_reach_target_warns_and_can_abort_before_launching(tmp_path):
+    noise = {"variance_dir": _variance_dir(tmp_path, 0.5), "n_sim": 200, "abort_if_unreachable": True}
+    cfg = _config(tmp_path, [("good", GOOD)], noise=noise)
+    with pytest.raises(SearchAborted, match="out of reach"):
+        SearchController(cfg).run()
+    raw = _state(tmp_path)
+    assert raw["noise_ceiling"]["reachable"] is False and "out of reach" in raw["warnings"][-1]
+    assert not any(f.startswith("ProxyTask_") for f in os.listdir(tmp_path / "search"))  # nothing launched
+
+
+def test_too_many_failed_trials_fail_the_proxy_not_the_controller(tmp_path):
+    crashing = {**GOOD, "sleep_per_cycle": 0.05, "retrain_failure_plan": "1:crash,2:oom,3:crash"}
+    cfg = _config(tmp_path, [("broken", crashing), ("good", {**GOOD, "sleep_per_cycle": 0.02})])
+    state = SearchController(cfg).run()
+    broken = state.proxy_tasks_map["broken"]
+    assert broken.proxy_task_stats.stopping_state == JOB_FAILED
+    assert broken.num_failed_trials == 3 and broken.failures["2"]["kind"] == "oom"
+    assert "3 trials failed" in broken.stop_reason and "latency correlation invalid" in broken.stop_reason
+    assert state.best_proxy_task_name == "good"
 
 
 def test_latency_failure_with_a_reference_table(tmp_path):
