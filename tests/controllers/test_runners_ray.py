@@ -218,3 +218,75 @@ def test_light_import_and_pip_hint_without_ray(module, extra):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert f"pip install 'proxy-task-utils[{extra}]'" in out
+
+
+# -- the controllers end to end on the Ray cluster (same setups as their local-runner tests) ------------
+
+E2E_TIMEOUTS = {"poll_interval_secs": 0.2, "no_metrics_timeout_secs": 40.0}  # Ray adds ~1-2 s per launch
+
+
+def _e2e_runner(address, n):
+    """No CPU reservation (2 cluster CPUs would serialise the trials); logs copied when a trial ends."""
+    from controllers.runners.ray_runner import RayRunner
+
+    return RayRunner(n, address=address, num_cpus_per_trial=None, log_refresh_secs=None)
+
+
+def test_model_selection_end_to_end_on_ray(ray_address, tmp_path):
+    """test_model_selection's setup, smaller (5 -> 3 models), one crashing trial, the Ray runner swapped in."""
+    from test_model_selection import _data  # their config
+
+    from controllers.config import ModelSelectionConfig, parse_config
+    from controllers.model_selection import run_model_selection
+
+    ctl = tmp_path / "ctl"
+    data = _data(ctl, REPLAY, max_failure_ratio=0.5, timeouts=E2E_TIMEOUTS, start_num_models=5, final_num_models=3,
+                 num_models_to_remove_per_iter=2, runner={"max_parallel_trials": 5},
+                 trainer={"args": {"train_steps": 60, "cycle_steps": 6, "failure_plan": "2:crash"}})
+    data["trainer"]["command"] = REPLAY
+    cfg = parse_config(data, ModelSelectionConfig)
+    result = run_model_selection(cfg, runner=_e2e_runner(ray_address, cfg.runner.effective_max_parallel()))
+
+    state = json.loads((ctl / "MODEL_SELECTION_STATE.json").read_text())
+    assert state["status"] == "done" and result.reference_trials == ["1", "2", "3"]
+    it0 = state["iterations"][0]
+    assert {t: f["kind"] for t, f in it0["failures"].items()} == {"2": "crash"}  # exit code 3 through Ray
+    assert "2" not in it0["trials_to_retrain"]
+    assert [it["num_trials"] for it in state["iterations"]] == [5, 3]
+    final = ctl / "Model_Selection_ms_iter_1/nas/search"
+    for k in range(1, 4):
+        m = p.TrialTrainingMetrics.from_json((final / str(k) / p.TRIAL_TRAINING_METRICS_FILE).read_bytes())
+        assert m.last_pct == 100.0
+    # every trial ran once, and its Ray job log landed in the trial's log file
+    logs = [os.path.join(r, "trainer.log") for r, _, fs in os.walk(ctl / "logs") if "trainer.log" in fs]
+    assert len(logs) == 5 + 3
+    assert all(open(f).read().count("Running entrypoint for job") == 1 for f in logs)
+
+
+def test_proxy_search_end_to_end_on_ray(ray_address, tmp_path):
+    """test_search_e2e's setup, smaller (5 reference models, one good proxy), the Ray runner swapped in."""
+    from _search_helpers import LATENCIES, QUALITIES, write_reference_job
+    from test_search_e2e import GOOD, _config, _trial_metrics  # their config
+
+    from controllers.search.controller import SearchController
+    from controllers.stats import MET_DESIRED_ACCURACY_CORRELATION
+
+    ref_job = tmp_path / "reference" / "nas" / "search"
+    write_reference_job(str(ref_job), QUALITIES[::2] + QUALITIES[-1:], LATENCIES[::2] + LATENCIES[-1:])
+    cfg = _config(tmp_path, [("good", {**GOOD, "sleep_per_cycle": 0.05})], timeouts={
+        **E2E_TIMEOUTS, "stop_grace_secs": 30, "cancel_grace_secs": 1, "heartbeat_interval_secs": 1.0},
+        training_time_hrs_limit=60 / 3600, runner={"max_parallel_trials": 5})
+    state = SearchController(cfg, runner=_e2e_runner(ray_address, 5)).run()
+
+    entry = state.proxy_tasks_map["good"]
+    assert entry.proxy_task_stats.stopping_state == MET_DESIRED_ACCURACY_CORRELATION
+    assert state.best_proxy_task_name == "good"
+    assert [t["state"] for t in entry.job["trials"]] == ["succeeded"] * 5
+    assert [t["launches"] for t in entry.job["trials"]] == [1] * 5
+    assert all(t["handle"]["runner"] == "ray" for t in entry.job["trials"])
+    assert entry.proxy_task_stats.posted_stop_trials_message
+    for k, metrics in enumerate(_trial_metrics(entry.search_job_link, 5), start=1):
+        # "stop now" reached the Ray trials through their folders: none trained its 2000 steps
+        assert metrics.last_pct is not None and metrics.last_pct < 100.0
+        signal_file = os.path.join(entry.search_job_link, str(k), p.DESIRED_TRAINING_PCT_FILE)
+        assert json.load(open(signal_file)) == {"desired_training_pct": 0.0}
