@@ -45,14 +45,31 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 
-__all__ = ["RayRunner", "RayClusterUnreachableError", "submission_id_for"]
+__all__ = ["RayRunner", "RayOptions", "RayClusterUnreachableError", "submission_id_for"]
 
 _PIP_HINT = "pip install 'proxy-task-utils[ray]'"
 #: Jobs whose supervisor died with the node: the entrypoint's exit code is unknown.
 _LOST_ERROR_TYPES = frozenset({"JOB_SUPERVISOR_ACTOR_DIED"})
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class RayOptions(BaseModel):
+    """The ``runner.ray`` config section: keyword arguments of :class:`RayRunner` (see it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = None
+    num_cpus_per_trial: float | None = Field(default=1.0, ge=0)
+    num_gpus_per_trial: float | None = Field(default=None, ge=0)
+    memory_per_trial_bytes: int | None = Field(default=None, ge=0)
+    runtime_env: dict[str, Any] | None = None
+    submission_id_prefix: str = Field(default="proxy-task", pattern=r"^[A-Za-z0-9_.-]+$")
+    log_refresh_secs: float | None = Field(default=30.0, ge=0)
+    unreachable_lost_secs: float = Field(default=600.0, gt=0)
 
 
 class RayClusterUnreachableError(RuntimeError):

@@ -35,9 +35,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 
-__all__ = ["VertexRunner", "VertexUnreachableError", "container_args", "token_label"]
+__all__ = ["VertexRunner", "VertexOptions", "VertexUnreachableError", "container_args", "token_label"]
 
 _PIP_HINT = "pip install 'proxy-task-utils[vertex]'"
 TOKEN_LABEL = "proxy_task_token"
@@ -48,6 +50,25 @@ _RUNNING_STATES = frozenset(
 )  # fmt: skip
 _EXIT_CODE = re.compile(r"non-zero status of (-?\d+)")
 _LABEL_UNSAFE = re.compile(r"[^a-z0-9_-]")
+
+
+class VertexOptions(BaseModel):
+    """The ``runner.vertex`` config section: keyword arguments of :class:`VertexRunner` (see it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field(min_length=1)
+    region: str = Field(default="us-central1", min_length=1)
+    image_uri: str = Field(min_length=1)
+    machine_type: str = "n1-standard-8"
+    accelerator_type: str | None = None
+    accelerator_count: int = Field(default=0, ge=0)
+    container_command: list[str] | None = None
+    service_account: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    display_name_prefix: str = "proxy-task"
+    api_endpoint: str | None = None
+    unreachable_lost_secs: float = Field(default=600.0, gt=0)
 
 
 class VertexUnreachableError(RuntimeError):

@@ -290,3 +290,16 @@ def test_proxy_search_end_to_end_on_ray(ray_address, tmp_path):
         assert metrics.last_pct is not None and metrics.last_pct < 100.0
         signal_file = os.path.join(entry.search_job_link, str(k), p.DESIRED_TRAINING_PCT_FILE)
         assert json.load(open(signal_file)) == {"desired_training_pct": 0.0}
+
+
+def test_config_section_builds_the_runner():
+    """``runner.ray`` (RayOptions) holds exactly the runner's keyword arguments; typos are errors."""
+    from pydantic import ValidationError
+
+    from controllers.runners.ray_runner import RayOptions, RayRunner
+
+    opts = RayOptions(address="http://10.0.0.5:8265", num_gpus_per_trial=1, runtime_env={"working_dir": "."})
+    runner = RayRunner(6, **opts.model_dump())
+    assert (runner.address, runner.max_parallel) == ("http://10.0.0.5:8265", 6)
+    with pytest.raises(ValidationError, match="num_gpu_per_trial"):
+        RayOptions(num_gpu_per_trial=1)

@@ -314,3 +314,18 @@ def test_light_import_and_pip_hint_without_aiplatform():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'proxy-task-utils[vertex]'" in out
+
+
+def test_config_section_builds_the_runner():
+    """``runner.vertex`` (VertexOptions) holds exactly the runner's keyword arguments; typos are errors."""
+    from pydantic import ValidationError
+
+    from controllers.runners.vertex_runner import VertexOptions
+
+    opts = VertexOptions(project=PROJECT, image_uri="img", accelerator_type="NVIDIA_L4", accelerator_count=1)
+    runner = VertexRunner(3, **opts.model_dump())
+    assert (runner.parent, runner.api_endpoint) == (PARENT, "us-central1-aiplatform.googleapis.com")
+    with pytest.raises(ValidationError, match="image_uri"):
+        VertexOptions(project=PROJECT)
+    with pytest.raises(ValidationError, match="machine"):
+        VertexOptions(project=PROJECT, image_uri="img", machine="n1")
