@@ -27,6 +27,7 @@ from controllers.stats import (
     MET_DESIRED_ACCURACY_CORRELATION,
 )
 from proxy_task_utils import protocol as p
+from proxy_task_utils.errors import ConfigurationError
 
 REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
 GOOD = {"noise": 0.002, "tau": 0.01, "train_steps": 2000, "cycle_steps": 10}  # ranks perfectly from cycle 1
@@ -238,5 +239,5 @@ def test_resume_after_sigkill_mid_proxy(tmp_path, crash_at):
         assert entry["job"]["stop_reason"].startswith(MET_DESIRED_ACCURACY_CORRELATION)
         for metrics in _trial_metrics(entry["search_job_link"]):
             assert metrics.last_pct < 100.0  # stopped by "stop now", also after the resume
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "--resume" in again.stderr  # never a silent fresh start over a state
+    with pytest.raises(ConfigurationError, match="--resume"):  # never a silent fresh start over a state
+        SearchController(cfg).run()
