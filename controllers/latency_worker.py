@@ -294,7 +294,11 @@ class LatencyWorker:
         """Poll until the exit rule holds; returns the summary."""
         idle_since = self.clock()
         while not self.stop_requested:
-            result = self.poll_once()
+            try:
+                result = self.poll_once()
+            except StorageError as exc:  # the service hiccuped (retries exhausted): try again next poll
+                logger.warning("worker %d: cannot list %s: %s", self.config.worker_id, self.storage.uri, exc)
+                result = PollResult(handled=0, waiting=0, controller_finished=False)
             if result.controller_finished:
                 self.summary.exit_reason = "controller finished"
                 return self.summary

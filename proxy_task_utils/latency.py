@@ -10,11 +10,14 @@ by ``saved_model/model_latency.json``) and adds two files of ours:
   answer when the model cannot be loaded or run, so :func:`wait_for_latency`
   raises that error at once instead of timing out.
 
-Trainer side::
+Trainer side (the last three lines are :func:`export_and_wait_for_latency`)::
 
     export_for_latency(model, model_dir, example_input)   # torch or Keras/TF
     latency = wait_for_latency(model_dir, timeout_secs=600)
     update_trial_training_latency_metric(model_dir, latency.latency_in_milliseconds)
+
+A trial restarted after its model was answered gets the recorded answer: the
+worker never measures a folder twice and never overwrites an answer.
 
 :func:`load_exported` is the worker's side of the same format. torch,
 TensorFlow and onnxruntime are imported inside the functions that need them.
@@ -49,6 +52,7 @@ __all__ = [
     "LoadedModel",
     "export_for_latency",
     "wait_for_latency",
+    "export_and_wait_for_latency",
     "load_exported",
     "decode_latency_error",
 ]
@@ -351,6 +355,31 @@ def wait_for_latency(
         if remaining <= 0:
             raise LatencyTimeoutError(_timeout_message(storage, timeout_secs))
         sleep(min(poll_secs, remaining))
+
+
+def export_and_wait_for_latency(
+    model: Any,
+    model_dir: str,
+    example_input: Any,
+    *,
+    timeout_secs: float = 600.0,
+    poll_secs: float = 5.0,
+    format: str | None = None,  # noqa: A002
+    record: bool = True,
+) -> p.ModelLatency:
+    """Export, wait for the worker's answer and (``record``) store it as the trial's latency.
+
+    The reference's tf_vision trainer does the same at the end of training
+    (export, ``wait_and_retrieve_latency``, ``update_trial_training_latency_metric``).
+    Raises what :func:`export_for_latency` and :func:`wait_for_latency` raise.
+    """
+    export_for_latency(model, model_dir, example_input, format=format)
+    latency = wait_for_latency(model_dir, timeout_secs=timeout_secs, poll_secs=poll_secs)
+    if record:
+        from proxy_task_utils import update_trial_training_latency_metric
+
+        update_trial_training_latency_metric(model_dir, latency.latency_in_milliseconds)
+    return latency
 
 
 def _timeout_message(storage: Storage, timeout_secs: float) -> str:

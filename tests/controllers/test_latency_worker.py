@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from proxy_task_utils.latency import (
     EXPORT_MANIFEST_FILE,
     LATENCY_ERROR_FILE,
     LatencyError,
+    export_and_wait_for_latency,
     export_for_latency,
     wait_for_latency,
 )
@@ -231,6 +233,23 @@ def test_worker_exits_when_its_controller_finished(tmp_path) -> None:
     assert summary.exit_reason == "controller finished"
 
 
+def test_trainer_helper_records_the_answer_in_its_metrics(tmp_path) -> None:
+    root = LocalStorage(tmp_path / "ctl")
+    worker = LatencyWorker(root, WorkerConfig(repeats=3, warmup=1, poll_secs=0.05))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        trial = str(tmp_path / "ctl" / "job" / "nas" / "search" / "1")
+        model, x = tiny_model(1)
+        latency = export_and_wait_for_latency(model, trial, x, timeout_secs=60, poll_secs=0.05)
+    finally:
+        mark_controller_finished(root)
+        thread.join(timeout=30)
+    assert worker.summary.exit_reason == "controller finished"
+    assert read_trial_latency(open_storage(trial), "trainer") == latency.latency_in_milliseconds
+    assert read_trial_latency(open_storage(trial), "worker") == latency.latency_in_milliseconds
+
+
 def test_read_trial_latency_modes(tmp_path) -> None:
     trial = LocalStorage(tmp_path / "trial")
     assert read_trial_latency(trial, "worker") is None and read_trial_latency(trial, "trainer") is None
@@ -274,7 +293,7 @@ def test_worker_process_answers_a_waiting_trainer_and_exits_on_the_controller_ma
 def test_two_racing_workers_measure_each_model_exactly_once(tmp_path) -> None:
     ctl = tmp_path / "ctl"
     root = LocalStorage(ctl)
-    trials = export_trials(root, 4, example_model)
+    trials = export_trials(root, 3, example_model)
     # Stealing at once makes both workers go for every model from their first poll: a real race.
     args = [*FAST, "--steal-after-secs", "0", "--exit-when-idle-secs", "1"]
     procs = start_local_workers(str(ctl), 2, extra_args=args, log_dir=str(tmp_path / "logs"))
