@@ -32,13 +32,9 @@ from controllers.progress import NullProgress, Progress
 from controllers.runners import Runner, make_runner
 from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
-from controllers.search.proxy_configs import ProxyTaskConfig, generate_from_function, grid_configs, validate_configs
-from controllers.search.reference import (
-    ReferenceModels,
-    reference_from_job_dir,
-    reference_from_model_selection,
-    reference_from_table,
-)
+from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference
+from controllers.search.proxy_configs import ProxyTaskConfig
+from controllers.search.reference import ReferenceModels
 from controllers.search.state import (
     DONE,
     FAILED_DESIRED_LATENCY_CORRELATION,
@@ -49,7 +45,7 @@ from controllers.search.state import (
     ProxyTaskEntry,
     SearchState,
 )
-from controllers.search.step_stats import StepStats, accuracy_at_step, compute_step_stats
+from controllers.search.step_stats import StepStats, compute_step_stats
 from controllers.search.verdicts import SeedNoise, Verdict, ceiling_verdict, closeness_to_ceiling, read_seed_noise
 from controllers.state import Lease, StateFile
 from controllers.stats import SUCCESSFUL_STATES, Ceiling, StopDecision, best_proxy
@@ -61,48 +57,11 @@ __all__ = ["SearchController", "SearchAborted", "load_proxy_configs", "load_refe
 
 logger = logging.getLogger("controllers.search")
 
-#: Flags the controller sets itself; a proxy config may not set them.
-RETRAIN_FLAGS = ("retrain_search_job_dir", "retrain_search_job_trials", "retrain_use_search_job_checkpoint")
 STATE_KIND = "proxy_task_search"
 
 
 class SearchAborted(RuntimeError):
     """The search stopped before evaluating all proxies (e.g. target out of reach); state is saved."""
-
-
-def load_reference(config: SearchConfig) -> ReferenceModels:
-    """Reads the reference scores from the configured source and checks there are enough."""
-    r = config.reference
-    if r.model_selection_dir:
-        ref = reference_from_model_selection(r.model_selection_dir, require_complete=r.require_complete)
-    elif r.job_dir:
-        ref = reference_from_job_dir(r.job_dir, require_complete=r.require_complete)
-    else:
-        assert r.table is not None
-        ref = reference_from_table(r.table, config.controller_dir)
-    ref.check_valid(min_valid=r.min_valid, min_valid_ratio=r.min_valid_ratio)
-    return ref
-
-
-def load_proxy_configs(config: SearchConfig) -> list[ProxyTaskConfig]:
-    """The candidate proxies, in order, with the retrain flags refused (the controller sets them)."""
-    base = dict(config.trainer.args)
-    pt = config.proxy_tasks
-    if pt.generator:
-        configs = generate_from_function(pt.generator, base)
-    elif pt.grid is not None:
-        configs = grid_configs([d.model_dump() for d in pt.grid], base, prefix=pt.name_prefix)
-    else:
-        assert pt.configs is not None
-        configs = validate_configs([ProxyTaskConfig(c.name, {**base, **c.args}) for c in pt.configs])
-    for cfg in configs:
-        bad = [k for k in cfg.args if k in RETRAIN_FLAGS or k in ("job-dir", "job_dir", "nas_params_str")]
-        if bad:
-            raise ConfigurationError(
-                f"proxy task {cfg.name!r} sets {bad}; the search controller sets these itself "
-                "(proxy trials re-train the reference models from scratch)"
-            )
-    return configs
 
 
 @dataclass
@@ -438,7 +397,7 @@ class SearchController:
         due = run.last_plot_time is None or now - run.last_plot_time >= self.config.plot_interval_secs
         if len(stats) != run.last_plotted_steps and due:  # at most once per poll, throttled
             run.last_plotted_steps, run.last_plot_time = len(stats), now
-            self._plot(entry, stats, metrics, final=False)
+            self._plot(entry, stats, metrics)
         crash_point("search_after_poll")
         return stop
 
@@ -493,31 +452,22 @@ class SearchController:
         entry.job = run.record.to_dict()
         self._update_best()
         self.save()
-        self._plot(entry, stats, metrics, final=True, latency=latency)
+        self._plot(entry, stats, metrics, latency=latency)
         logger.info("proxy task %s: %s (%s)", entry.proxy_task_name, s.stopping_state, entry.stop_reason)
         self.progress.message(f"proxy task {entry.proxy_task_name}: {s.stopping_state}")
 
-    def _plot(self, entry: ProxyTaskEntry, stats: StepStats, metrics: list[Any], *, final: bool,
+    def _plot(self, entry: ProxyTaskEntry, stats: StepStats, metrics: list[Any], *,
               latency: tuple[Any, Any, str] | None = None) -> None:
         if not self.config.plots or not len(stats):
             return
-        from controllers.search.plots import render_proxy_plots
+        from controllers.search.plots import plot_proxy_state
 
         assert self.reference is not None
-        curves = [[(e.training_step, e.accuracy) for e in m.training_accuracy_over_steps] if m else [] for m in metrics]
-        hours_per_step = [None if m is None or m.seconds_per_step is None else m.seconds_per_step / 3600 for m in metrics]
-        index = entry.crossing["index"] if entry.crossing else max(len(stats.series(self.targets.method)) - 1, 0)
-        step = stats.training_steps[index]
-        proxy_at = [accuracy_at_step(c, step) for c in curves]
-        corr = stats.correlations[self.targets.method][index]
-        scatter = (proxy_at, self.reference.accuracies,
-                   f"{entry.proxy_task_name} at step {step}: {self.targets.method} = {_fmt(corr.coefficient)}")
         try:
-            render_proxy_plots(
-                self.storage, entry, method=self.targets.method,
+            plot_proxy_state(
+                self.storage, entry, stats, metrics, self.reference.accuracies, method=self.targets.method,
                 target_correlation=self.config.desired_accuracy_correlation,
-                target_accuracy=self.config.desired_accuracy, curves=curves, hours_per_step=hours_per_step,
-                scatter=scatter, latency=latency,
+                target_accuracy=self.config.desired_accuracy, latency=latency,
             )
         except Exception as exc:  # a plot must never stop the search
             logger.warning("could not draw plots of %s: %s", entry.proxy_task_name, exc)
@@ -535,5 +485,3 @@ def _local_log_dir(storage: Storage) -> str:
         return tempfile.mkdtemp(prefix="proxy_task_search_logs_")
     return f"{uri.rstrip('/')}/logs"
 
-
-_ = Verdict  # re-exported type used in annotations by callers

@@ -13,7 +13,7 @@ from typing import Any
 
 from proxy_task_utils.storage import Storage
 
-__all__ = ["plot_file_names", "render_proxy_plots", "render_analysis_plot", "figure_to_png"]
+__all__ = ["plot_file_names", "render_proxy_plots", "plot_proxy_state", "render_analysis_plot", "figure_to_png"]
 
 
 def _plt() -> Any:
@@ -197,3 +197,37 @@ def render_analysis_plot(
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     return figure_to_png(fig)
+
+
+def plot_proxy_state(
+    storage: Storage,
+    entry: Any,
+    stats: Any,
+    metrics: Sequence[Any],
+    reference_accuracies: Sequence[float | None],
+    *,
+    method: str,
+    target_correlation: float | None,
+    target_accuracy: float | None,
+    latency: tuple[Sequence[Any], Sequence[Any], str] | None = None,
+) -> list[str]:
+    """Draws a proxy's plots from its per-step stats and trial records (scatter at the decision step).
+
+    The scatter uses the crossing's step when a decision was made, else the last settled step.
+    """
+    from controllers.search.step_stats import accuracy_at_step
+
+    curves = [[(e.training_step, e.accuracy) for e in m.training_accuracy_over_steps] if m else [] for m in metrics]
+    hours_per_step = [None if m is None or m.seconds_per_step is None else m.seconds_per_step / 3600 for m in metrics]
+    index = entry.crossing["index"] if entry.crossing else max(len(stats.series(method)) - 1, 0)
+    step = stats.training_steps[index]
+    coef = stats.correlations[method][index].coefficient
+    scatter = (
+        [accuracy_at_step(c, step) for c in curves],
+        reference_accuracies,
+        f"{entry.proxy_task_name} at step {step}: {method} = {'n/a' if coef is None else f'{coef:.3f}'}",
+    )
+    return render_proxy_plots(
+        storage, entry, method=method, target_correlation=target_correlation, target_accuracy=target_accuracy,
+        curves=curves, hours_per_step=hours_per_step, scatter=scatter, latency=latency,
+    )
