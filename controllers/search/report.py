@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,11 @@ def _median(values: list[Any]) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def _bold(text: str) -> str:
+    """Markdown ``**x**`` -> ``<b>x</b>`` in already-escaped text."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+
+
 @dataclass
 class Report:
     """The report as sections of paragraphs and tables, rendered to Markdown or HTML."""
@@ -105,7 +111,7 @@ class Report:
                 if isinstance(block, tuple):
                     header, rows = block
                     out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
-                    out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows]
+                    out += ["<tr>" + "".join(f"<td>{_bold(e(str(c)))}</td>" for c in row) + "</tr>" for row in rows]
                     out.append("</table>")
                 elif isinstance(block, list):
                     out.append("<ul>" + "".join(f"<li>{e(str(i))}</li>" for i in block) + "</ul>")
@@ -113,7 +119,7 @@ class Report:
                     alt, _, src = block[2:-1].partition("](")
                     out.append(f"<img alt='{e(alt)}' src='{e(src)}'>")
                 else:
-                    out.append(f"<p>{e(str(block))}</p>")
+                    out.append(f"<p>{_bold(e(str(block)))}</p>")
         out.append("</body></html>")
         return "\n".join(out)
 

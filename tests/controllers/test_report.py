@@ -87,7 +87,7 @@ def test_write_report_files_and_cli(tmp_path, capsys):
     assert "![proxy_task_data25_accuracy_correlation_vs_training_steps.png]" in md
     assert "proxy_task_data50_accuracy_correlation_vs_training_steps.png" not in md  # only existing plots
     html = (folder / "report.html").read_text()
-    assert "<h2>Proxy tasks</h2>" in html and "<img alt=" in html and "data25" in html
+    assert "<h2>Proxy tasks</h2>" in html and "<img alt=" in html and "data25 <b>(best)</b>" in html
     best = yaml.safe_load((folder / "best_proxy_task.yaml").read_text())
     assert best["proxy_task_name"] == "data25" and out["best_proxy_task"].endswith("best_proxy_task.yaml")
     assert main(["report", str(folder), "--train-steps-arg", "epochs_steps"]) == 0
