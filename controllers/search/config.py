@@ -117,4 +117,6 @@ class SearchConfig(ControllerConfig):
             raise ValueError(
                 "set desired_accuracy_correlation or desired_accuracy: without either no proxy can succeed"
             )
+        if self.stop_rule == "lower_bound" and self.bootstrap_resamples == 0:
+            raise ValueError("stop_rule 'lower_bound' needs the bootstrap interval: set bootstrap_resamples > 0")
         return self

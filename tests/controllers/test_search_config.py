@@ -43,6 +43,7 @@ def test_defaults_follow_the_reference_cli():
         ({"desired_accuracy_correlation": None}, "without either no proxy can succeed"),
         ({"stop_rulez": "point"}, "stop_rulez: unknown key"),
         ({"noise": {"variance_dir": "/v", "seed_std": 0.1}}, "either 'variance_dir' or 'seed_std'"),
+        ({"stop_rule": "lower_bound", "bootstrap_resamples": 0}, "needs the bootstrap interval"),
     ],
 )
 def test_bad_configs_name_the_field(override, message):
