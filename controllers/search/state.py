@@ -7,6 +7,13 @@ same numbers, but no sentinel can enter arithmetic. ``stopping_state`` strings a
 reference's. Our keys (``schema_version``, ``correlation_method``, both coefficients per step
 with n and CI, cost, decision log, the job record for resume) sit beside them.
 
+Locally, ``search_job_name`` is the proxy job's name (its folder under the controller folder)
+and ``search_job_link`` the job folder's URI (the reference stores a Vertex resource name and a
+console link); ``latency_calculator_job_*`` stay ``""`` because latency comes from the trial
+files. A proxy that ran without any stopping rule firing gets ``"Ran till completion"``; a
+latency failure replaces only a success (a proxy that already failed keeps its state, and the
+latency reason is appended to ``stop_reason``).
+
 The file is saved during monitoring (every poll that changes something), not only at the end.
 """
 
