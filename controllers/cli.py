@@ -38,6 +38,7 @@ __all__ = ["command", "main", "build_parser", "COMMAND_MODULES", "Command"]
 COMMAND_MODULES: tuple[str, ...] = (
     "controllers.search_cli",  # search, report, analyze (the search controller)
     "controllers.search.cli",
+    "controllers.latency_worker",  # latency-worker
 )
 
 RunFn = Callable[[argparse.Namespace], int]

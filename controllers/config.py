@@ -21,6 +21,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from controllers.jobs import JobSettings
+from controllers.runners.ray_runner import RayOptions
+from controllers.runners.vertex_runner import VertexOptions
 
 __all__ = [
     "StrictModel",
@@ -108,11 +110,25 @@ class SearchSpaceConfig(StrictModel):
 
 
 class RunnerConfig(StrictModel):
-    """Where trials run. ``local``: subprocesses on this machine."""
+    """Where trials run: ``local`` subprocesses, a ``ray`` cluster, or ``vertex`` custom jobs (docs/scale_out.md)."""
 
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "ray", "vertex"] = "local"
     max_parallel_trials: int | None = Field(default=None, ge=1)
     log_dir: str | None = None  # local folder for trial logs; default: <controller_dir>/logs (local dirs)
+    ray: RayOptions | None = None
+    vertex: VertexOptions | None = None
+
+    @model_validator(mode="after")
+    def _sections(self) -> RunnerConfig:
+        for section in ("ray", "vertex"):
+            if getattr(self, section) is not None and self.kind != section:
+                raise ValueError(f"runner.{section} is set but runner.kind is {self.kind!r}; set runner.kind: {section}")
+        if self.kind == "vertex" and self.vertex is None:
+            raise ValueError("runner.kind 'vertex' needs a runner.vertex section with at least project and image_uri")
+        if self.kind != "local" and self.max_parallel_trials is None:
+            raise ValueError(f"runner.max_parallel_trials is required for runner.kind {self.kind!r} "
+                             "(the cluster's size is not this machine's CPU count)")
+        return self
 
     def effective_max_parallel(self) -> int:
         return self.max_parallel_trials or os.cpu_count() or 1
@@ -130,7 +146,13 @@ class RunnerConfig(StrictModel):
         """The runner this config describes."""
         from controllers.runners import make_runner
 
-        return make_runner(self.kind, max_parallel_trials=self.effective_max_parallel())
+        options: dict[str, Any] = {}
+        if self.kind == "ray":
+            options = (self.ray or RayOptions()).model_dump()
+        elif self.kind == "vertex":
+            assert self.vertex is not None  # checked by _sections
+            options = self.vertex.model_dump()
+        return make_runner(self.kind, max_parallel_trials=self.effective_max_parallel(), **options)
 
 
 class TimeoutsConfig(StrictModel):

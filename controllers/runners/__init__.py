@@ -12,4 +12,12 @@ def make_runner(kind: str = "local", **options: object) -> Runner:
     """A runner by name (``local``); options go to its constructor."""
     if kind == "local":
         return LocalRunner(**options)  # type: ignore[arg-type]
-    raise ValueError(f"runner.kind must be 'local', but got {kind!r}")
+    if kind == "ray":
+        from controllers.runners.ray_runner import RayRunner
+
+        return RayRunner(**options)  # type: ignore[arg-type]
+    if kind == "vertex":
+        from controllers.runners.vertex_runner import VertexRunner
+
+        return VertexRunner(**options)  # type: ignore[arg-type]
+    raise ValueError(f"runner.kind must be 'local', 'ray' or 'vertex', but got {kind!r}")
