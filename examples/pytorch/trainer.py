@@ -1,0 +1,288 @@
+"""PyTorch trainer for the digits MnasNet search space, wired to the proxy-task protocol.
+
+Run as ``python -m examples.pytorch.trainer --job-dir=DIR --nas_params_str='{...}'``
+(the controllers add the proxy config's flags). Each cycle of
+``--eval_every_steps`` steps: stop check, training, evaluation, metrics,
+checkpoint. A trial that restarts resumes its own checkpoint; a retrain trial
+with ``--retrain_use_search_job_checkpoint=True`` starts from the source
+trial's weights, optimizer state and global step, so the learning-rate
+schedule continues where it left off (the reference restarted it).
+
+Exit code 0 with ``job_status.json`` = ``success`` (also after an early stop),
+1 with ``failed_with_nan_error`` when the loss or the metric is NaN/inf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import proxy_task_utils as ptu
+from examples.pytorch import search_space
+from examples.pytorch.data import DigitsTask, distort, make_task
+from examples.pytorch.model import build_model, measure_latency_ms
+from proxy_task_utils.smoothing import SMOOTHING_MODES, TorchWeightAverager, torch_cosine_scheduler
+from proxy_task_utils.storage import LocalStorage, open_storage
+from proxy_task_utils.torch_loop import ProxyTaskLoop, TrainingDivergedError
+
+__all__ = ["CHECKPOINT_FILE", "parse_args", "run", "main", "evaluate"]
+
+logger = logging.getLogger("examples.pytorch")
+
+CHECKPOINT_FILE = "checkpoint.pt"
+DEFAULT_TRAIN_STEPS = 300
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The reference's trainer flags plus the proxy knobs of this example."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    a = parser.add_argument
+    a("--job-dir", "--job_dir", dest="job_dir", default="", help="trial folder (or env AIP_MODEL_DIR)")
+    a("--nas_params_str", default="", help="architecture: JSON object or a .json path/URI")
+    a("--retrain_search_job_dir", default="", help="search job folder of the trials to re-train")
+    a("--retrain_search_job_trials", default="", help="comma-separated search trial ids, by CLOUD_ML_TRIAL_ID position")
+    a("--retrain_use_search_job_checkpoint", type=ptu.str_2_bool, default=False)
+    a("--training_data_pct", type=float, default=100.0, help="percent of the training pool, (0, 100]")
+    a("--model_scale", type=float, default=1.0, help="extra width factor of a scaled-down model, (0, 4]")
+    a("--train_steps", type=int, default=DEFAULT_TRAIN_STEPS, help="steps of the full run (100 %%)")
+    a("--decay_steps", type=int, default=None, help="cosine decay length (default: --train_steps)")
+    a("--warmup_steps", type=int, default=20)
+    a("--eval_every_steps", type=int, default=50, help="cycle length: steps between evaluations")
+    a("--batch_size", type=int, default=32)
+    a("--learning_rate", type=float, default=0.1)
+    a("--weight_decay", type=float, default=5e-5)
+    a("--seed", type=int, default=0)
+    a("--smoothing", choices=SMOOTHING_MODES, default="ema")
+    a("--ema_decay", type=float, default=0.97)
+    a("--latency_repeats", type=int, default=30, help="batch-1 CPU inferences; the median is reported")
+    a("--target_latency_ms", type=float, default=0.0, help="> 0: reward = accuracy * min(1, target/latency)")
+    a("--num_threads", type=int, default=1, help="torch threads for training")
+    a("--inject_nan_at_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: make the loss NaN
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    return args
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.decay_steps is None:
+        args.decay_steps = args.train_steps
+    rules = [
+        (args.train_steps >= 1, "--train_steps must be >= 1"),
+        (args.decay_steps >= 1, "--decay_steps must be >= 1"),
+        (0 <= args.warmup_steps <= args.decay_steps, "--warmup_steps must be in [0, --decay_steps]"),
+        (args.eval_every_steps >= 1, "--eval_every_steps must be >= 1"),
+        (args.batch_size >= 1, "--batch_size must be >= 1"),
+        (0 < args.training_data_pct <= 100, "--training_data_pct must be in (0, 100], e.g. 25"),
+        (0 < args.model_scale <= 4, "--model_scale must be in (0, 4], e.g. 0.5"),
+        (args.learning_rate > 0, "--learning_rate must be > 0"),
+        (args.latency_repeats >= 1, "--latency_repeats must be >= 1"),
+        (args.num_threads >= 1, "--num_threads must be >= 1"),
+        (args.target_latency_ms >= 0, "--target_latency_ms must be >= 0 (0 = off)"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            parser.error(message)
+
+
+def load_architecture(args: argparse.Namespace, model_dir: str) -> dict[str, Any]:
+    """The architecture: the source trial's in retrain mode, else ``--nas_params_str``; saved to the trial."""
+    if args.retrain_search_job_trials:
+        source = ptu.get_finetune_nas_params_str(args.retrain_search_job_trials, args.retrain_search_job_dir)
+    elif args.nas_params_str:
+        source = args.nas_params_str
+    else:
+        raise ptu.ConfigurationError("pass --nas_params_str (the architecture) or --retrain_search_job_trials")
+    try:
+        return ptu.parse_and_save_nas_params_str(search_space.validate, source, model_dir)
+    except ptu.ConfigurationError:
+        raise
+    except ValueError as exc:  # the search space's own check
+        raise ptu.ConfigurationError(f"architecture from {source[:200]}: {exc}") from exc
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+
+
+def save_checkpoint(model_dir: str, state: dict[str, Any]) -> None:
+    """Atomically replace ``checkpoint.pt``: temp file + ``os.replace`` locally, one upload on GCS."""
+    storage = open_storage(model_dir)
+    if isinstance(storage, LocalStorage):
+        os.makedirs(storage.root, exist_ok=True)
+        tmp = os.path.join(storage.root, f".{CHECKPOINT_FILE}.tmp.{os.getpid()}")
+        torch.save(state, tmp)
+        os.replace(tmp, storage.path(CHECKPOINT_FILE))
+        return
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    storage.write(CHECKPOINT_FILE, buffer.getvalue())
+
+
+def load_checkpoint(model_dir: str) -> dict[str, Any] | None:
+    """The checkpoint in ``model_dir``, or None when there is none."""
+    try:
+        data, _ = open_storage(model_dir).read(CHECKPOINT_FILE)
+    except ptu.NotFoundError:
+        return None
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+# -- training ----------------------------------------------------------------------------------------
+
+
+def evaluate(model: torch.nn.Module, task: DigitsTask) -> float:
+    """Top-1 accuracy on the (fixed, distorted) test set; NaN when the logits are not finite."""
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        logits = model(task.test_x)
+    model.train(was_training)
+    if not torch.isfinite(logits).all():
+        return float("nan")
+    return float((logits.argmax(dim=1) == task.test_y).float().mean())
+
+
+def _cycle_generator(seed: int, begin: int) -> torch.Generator:
+    """Batches and distortions of a cycle depend only on (seed, first step): a resumed run repeats them."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + begin)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train one trial; returns the process exit code."""
+    model_dir = ptu.get_job_dir_from_environment_if_exist(args.job_dir)
+    if not model_dir:
+        raise ptu.ConfigurationError("pass --job-dir (the trial folder) or set AIP_MODEL_DIR")
+    torch.set_num_threads(args.num_threads)
+    torch.manual_seed(args.seed)
+    loop = ProxyTaskLoop(model_dir, args.train_steps, args.eval_every_steps)
+    with loop:
+        arch = load_architecture(args, model_dir)
+        task = make_task(args.training_data_pct)
+        model = build_model(arch, args.model_scale)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=args.learning_rate, momentum=0.9, nesterov=True, weight_decay=args.weight_decay
+        )
+        averager = TorchWeightAverager(
+            model, args.smoothing, ema_decay=args.ema_decay, swa_start_step=int(0.5 * args.decay_steps)
+        )
+        step = _restore(args, model_dir, model, optimizer, averager)
+        scheduler = torch_cosine_scheduler(
+            optimizer, decay_steps=args.decay_steps, warmup_steps=args.warmup_steps, last_step=step - 1
+        )
+        n_train = task.train_x.shape[0]
+        while not loop.should_stop(step):
+            begin, end = step, loop.cycle_end(step)
+            generator = _cycle_generator(args.seed, begin)
+            started = time.perf_counter()
+            model.train()
+            bn_batches = []
+            for s in range(begin, end + 1):
+                index = torch.randint(n_train, (args.batch_size,), generator=generator)
+                x = distort(task.train_x[index], generator)
+                loss = F.cross_entropy(model(x), task.train_y[index])
+                if args.inject_nan_at_step is not None and s >= args.inject_nan_at_step:
+                    loss = loss * float("nan")
+                loop.check_loss(float(loss.detach()), s)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                averager.update(s)
+                if args.smoothing == "swa" and len(bn_batches) < 8:
+                    bn_batches.append(x)
+            train_secs = time.perf_counter() - started
+            accuracy = evaluate(averager.eval_model(bn_batches), task)
+            step = end + 1
+            loop.report_cycle(accuracy, begin, end, train_secs)
+            save_checkpoint(model_dir, _checkpoint_state(model, optimizer, averager, step, arch, args))
+            logger.info("step %d/%d accuracy %.4f (%.2f s)", step, args.train_steps, accuracy, train_secs)
+        latency_ms = measure_latency_ms(model, repeats=args.latency_repeats)
+        loop.report_latency(latency_ms)
+        _report(args, model_dir, loop, step, latency_ms)
+    return loop.exit_code
+
+
+def _checkpoint_state(model, optimizer, averager, step, arch, args) -> dict[str, Any]:  # noqa: ANN001
+    return {
+        "global_step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "averager": averager.state_dict(),
+        "architecture": arch,
+        "model_scale": args.model_scale,
+    }
+
+
+def _restore(args, model_dir, model, optimizer, averager) -> int:  # noqa: ANN001
+    """Global step to start from: this trial's own checkpoint, else the source trial's, else 0."""
+    state = load_checkpoint(model_dir)
+    origin = model_dir
+    if state is None and args.retrain_use_search_job_checkpoint:
+        if not args.retrain_search_job_trials:
+            raise ptu.ConfigurationError("--retrain_use_search_job_checkpoint=True needs --retrain_search_job_trials")
+        origin = ptu.get_retrain_search_job_model_dir(args.retrain_search_job_trials, args.retrain_search_job_dir)
+        state = load_checkpoint(origin)
+        if state is None:
+            raise ptu.ConfigurationError(f"no {CHECKPOINT_FILE} in the source trial {origin} to re-train from")
+    if state is None:
+        return 0
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        averager.load_state_dict(state["averager"])
+    except (RuntimeError, KeyError) as exc:
+        raise ptu.ConfigurationError(
+            f"checkpoint {origin}/{CHECKPOINT_FILE} does not fit this model (another architecture or "
+            f"--model_scale? it has model_scale={state.get('model_scale')}): {exc}"
+        ) from exc
+    step = int(state["global_step"])
+    logger.info("resumed from %s at global step %d", origin, step)
+    return step
+
+
+def _report(args: argparse.Namespace, model_dir: str, loop: ProxyTaskLoop, step: int, latency_ms: float) -> None:
+    """The reward (best accuracy, as the reference) through the hypertune file, and the other metrics."""
+    accuracy = loop.best_accuracy
+    if accuracy is None:  # restarted after the last cycle: the record still has the curve
+        accuracy = ptu.get_reporter(model_dir).metrics.final_accuracy
+    if accuracy is None:
+        logger.warning("no evaluation was recorded (stopped before the first cycle); no reward reported")
+        return
+    reward = accuracy
+    if args.target_latency_ms > 0:
+        reward = ptu.compute_reward(accuracy, args.target_latency_ms, latency_ms)
+    ptu.report_reward(
+        model_dir,
+        reward,
+        global_step=step,
+        other_metrics={
+            "top_1_accuracy": accuracy,
+            "top_1_accuracy_without_latency": accuracy,
+            "latency_milli_seconds": latency_ms,
+            "training_steps": step,
+            "final_top_1_accuracy": loop.last_accuracy if loop.last_accuracy is not None else accuracy,
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except TrainingDivergedError:  # pragma: no cover - the loop swallows it; kept for clarity
+        return 1
+    except ptu.ConfigurationError as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
