@@ -29,7 +29,7 @@ from controllers.jobs import (
     run_job,
 )
 from controllers.progress import NullProgress, Progress
-from controllers.runners import Runner, make_runner
+from controllers.runners import Runner
 from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
 from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference
@@ -277,7 +277,7 @@ class SearchController:
             ("retrain_search_job_dir", self.reference.job_dir),
             ("retrain_search_job_trials", ",".join(self.reference.trial_ids)),
         ]
-        log_dir = self.config.runner.log_dir or _local_log_dir(self.storage)
+        log_dir = self.config.runner.log_dir_for(self.storage.uri)
         return JobSpec(
             name=record.name,
             job_dir_uri=record.job_dir_uri,
@@ -291,8 +291,7 @@ class SearchController:
 
     def _runner(self) -> Runner:
         if self.runner is None:
-            self.runner = make_runner(self.config.runner.kind,
-                                      max_parallel_trials=self.config.runner.effective_max_parallel())
+            self.runner = self.config.runner.make_runner()  # local, ray or vertex, as the other tools
         return self.runner
 
     def _evaluate(self, cfg: ProxyTaskConfig, entry: ProxyTaskEntry) -> None:
@@ -475,13 +474,3 @@ class SearchController:
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
-
-
-def _local_log_dir(storage: Storage) -> str:
-    uri = storage.uri
-    if "://" in uri:
-        import tempfile
-
-        return tempfile.mkdtemp(prefix="proxy_task_search_logs_")
-    return f"{uri.rstrip('/')}/logs"
-
