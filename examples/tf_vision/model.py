@@ -1,0 +1,103 @@
+"""The MnasNet-like network of the search space in Keras, sized for 8x8 digit images.
+
+A stem convolution, three stages of inverted-residual (MBConv) blocks with the
+searched depth, kernel and expansion, global average pooling and a linear
+classifier: the same network as the PyTorch example. ``model_scale`` shrinks
+every width on top of the searched width multiplier ("scaled-down model"
+proxy knob).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from examples.tf_vision.search_space import NUM_STAGES, validate
+
+__all__ = ["build_model", "stage_channels", "measure_latency_ms", "NUM_CLASSES"]
+
+_BASE_STEM = 16
+_BASE_CHANNELS = (16, 32, 48)
+_STRIDES = (1, 2, 2)  # 8x8 -> 8x8 -> 4x4 -> 2x2
+_BN_MOMENTUM = 0.9  # short proxy runs: BatchNorm statistics must catch up within tens of steps
+NUM_CLASSES = 10
+
+
+def _round_channels(c: float) -> int:
+    return max(4, int(round(c / 4.0)) * 4)
+
+
+def stage_channels(arch: dict[str, Any], model_scale: float = 1.0) -> tuple[int, list[int]]:
+    """(stem channels, per-stage output channels) for an architecture at a model scale."""
+    if not 0 < model_scale <= 4:
+        raise ValueError(f"model_scale must be in (0, 4], but got {model_scale}")
+    w = float(arch["width_multiplier"]) * model_scale
+    return _round_channels(_BASE_STEM * w), [_round_channels(c * w) for c in _BASE_CHANNELS]
+
+
+def _conv_bn(x: Any, filters: int, kernel: int, *, stride: int = 1, relu: bool = True, name: str) -> Any:
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _mbconv(x: Any, c_out: int, *, kernel: int, expansion: int, stride: int, name: str) -> Any:
+    """Inverted residual block: 1x1 expand, kxk depthwise, 1x1 project; identity skip when shapes match."""
+    c_in = int(x.shape[-1])
+    h = x
+    if expansion != 1:
+        h = _conv_bn(h, c_in * expansion, 1, name=f"{name}_expand")
+    h = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(h)
+    h = keras.layers.BatchNormalization(momentum=_BN_MOMENTUM, name=f"{name}_dw_bn")(h)
+    h = keras.layers.ReLU(name=f"{name}_dw_relu")(h)
+    h = _conv_bn(h, c_out, 1, relu=False, name=f"{name}_project")
+    if stride == 1 and c_in == c_out:
+        h = keras.layers.Add(name=f"{name}_add")([x, h])
+    return h
+
+
+def build_model(arch: dict[str, Any], model_scale: float = 1.0) -> keras.Model:
+    """The network for ``arch`` (validated) at ``model_scale``; outputs logits."""
+    validate(arch)
+    stem, channels = stage_channels(arch, model_scale)
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = _conv_bn(inputs, stem, 3, name="stem")
+    for i in range(NUM_STAGES):
+        for d in range(int(arch[f"stage{i}_depth"])):
+            x = _mbconv(
+                x,
+                channels[i],
+                kernel=int(arch[f"stage{i}_kernel"]),
+                expansion=int(arch[f"stage{i}_expansion"]),
+                stride=_STRIDES[i] if d == 0 else 1,
+                name=f"stage{i}_block{d}",
+            )
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = keras.layers.Dense(NUM_CLASSES, name="logits")(x)
+    return keras.Model(inputs, logits, name="digits_mnasnet")
+
+
+def measure_latency_ms(model: keras.Model, *, repeats: int = 30, warmup: int = 5) -> float:
+    """Median batch-1 CPU inference time in milliseconds (a compiled ``tf.function``).
+
+    The median resists the odd scheduler hiccup; ``.numpy()`` waits for the
+    result so each repeat times the whole forward pass.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, but got {repeats}")
+    x = tf.zeros((1, 8, 8, 1), tf.float32)
+    times: list[float] = []
+    with tf.device("/CPU:0"):
+        forward = tf.function(lambda t: model(t, training=False))
+        for _ in range(warmup):
+            np.asarray(forward(x))
+        for _ in range(repeats):
+            start = time.perf_counter()
+            np.asarray(forward(x))
+            times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
