@@ -166,14 +166,9 @@ def print_status(controller_dir: str, *, file: Any = None) -> int:
             console.print(table)
             console.print(f"done: {bool(state.get('done'))}; finished copies: {len(state.get('finished_model_dirs', []))}")
         else:
-            table.add_column("key")
-            table.add_column("value")
-            for key, value in state.items():
-                if isinstance(value, (str, int, float, bool)) or value is None:
-                    table.add_row(key, str(value))
-                elif isinstance(value, (list, dict)):
-                    table.add_row(key, f"{type(value).__name__} of {len(value)}")
-            console.print(table)
+            from controllers.search.report import search_status_text
+
+            console.print(search_status_text(controller_dir), markup=False, highlight=False)
         return 0
     console.print(f"no controller state file in {storage.uri}")
     return 2
