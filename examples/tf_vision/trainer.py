@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--decay_steps", type=int, default=None, help="cosine decay length (default: --train_steps)")
     a("--warmup_steps", type=int, default=None, help="linear warm-up (default: min(20, decay_steps // 10))")
     a("--eval_every_steps", type=int, default=50, help="cycle length: steps between evaluations")
-    a("--batch_size", type=int, default=64)
+    a("--batch_size", type=int, default=32)
     a("--learning_rate", type=float, default=0.1)
     a("--weight_decay", type=float, default=5e-5)
     a("--seed", type=int, default=0)
