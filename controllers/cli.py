@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controllers.search_cli",  # search, report, analyze (the search controller)
     "controllers.search.cli",
     "controllers.latency_worker",  # latency-worker
+    "controllers.pipeline_cli",  # run, demo
 )
 
 RunFn = Callable[[argparse.Namespace], int]
@@ -92,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Like ``python -m``: user modules named in configs ("my.trainer.space:sample") import from here.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

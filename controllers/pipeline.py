@@ -1,0 +1,248 @@
+"""The whole proxy-task design in one run: variance -> model selection -> proxy-task search.
+
+``proxy-task run PIPELINE.yaml`` (and ``proxy-task demo``, which runs the
+bundled PyTorch example) drives the three tools one after the other, each in
+its own controller folder under ``output_dir``::
+
+    <output_dir>/variance/          measurement_state.json, variance_and_smoothness.json, variance_curves.png
+    <output_dir>/model_selection/   MODEL_SELECTION_STATE.json, <job>/nas/search/<id>/..., filtered_trial_scores.png
+    <output_dir>/search/            SEARCH_CONTROLLER_STATE.json, report.md, report.html, best_proxy_task.yaml, plots
+
+The shared keys (``trainer``, ``search_space``, ``runner``, ``timeouts``,
+``seed``, ``job_name``) are written once; each stage's own section takes the
+keys of that tool's config (and ``trainer_args`` to add or override trainer
+flags for that stage only). The search reads its reference models from the
+model-selection folder and its seed noise from the variance folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from controllers.config import (
+    ConfigError,
+    ModelSelectionConfig,
+    RunnerConfig,
+    SearchSpaceConfig,
+    StrictModel,
+    TimeoutsConfig,
+    TrainerConfig,
+    VarianceConfig,
+    load_config,
+)
+from controllers.progress import NullProgress, Progress
+
+__all__ = ["STAGES", "PipelineConfig", "PipelineResult", "run_pipeline", "stage_configs", "summary_text"]
+
+Stage = Literal["variance", "model_selection", "search"]
+STAGES: tuple[Stage, ...] = ("variance", "model_selection", "search")
+_STATE_FILES = {
+    "variance": "measurement_state.json",
+    "model_selection": "MODEL_SELECTION_STATE.json",
+    "search": "SEARCH_CONTROLLER_STATE.json",
+}
+
+
+class PipelineConfig(StrictModel):
+    """One YAML for the three tools; see the module docstring for the layout."""
+
+    output_dir: str = Field(min_length=1)
+    job_name: str = Field(default="proxy_task", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    trainer: TrainerConfig
+    search_space: SearchSpaceConfig
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    stages: list[Stage] = Field(default_factory=lambda: list(STAGES), min_length=1)
+    variance: dict[str, Any] = Field(default_factory=dict)
+    model_selection: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _stages_validate(self) -> PipelineConfig:
+        stage_configs(self)  # every stage's section is checked up front, errors name "<stage>.<field>"
+        return self
+
+    def stage_dir(self, stage: Stage) -> str:
+        root = self.output_dir.rstrip("/")
+        return f"{root}/{stage}" if "://" in root else os.path.join(os.path.abspath(root), stage)
+
+
+def _stage_dict(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
+    section = dict(getattr(config, stage))
+    for shared in ("controller_dir", "trainer", "search_space", "runner", "timeouts", "seed", "job_name"):
+        if shared in section:
+            raise ValueError(f"{stage}.{shared}: set it once at the top level of the pipeline config")
+    trainer = config.trainer.model_dump()
+    extra_args = section.pop("trainer_args", None) or {}
+    if not isinstance(extra_args, dict):
+        raise ValueError(f"{stage}.trainer_args must be a mapping of flag names to values")
+    trainer["args"] = {**trainer["args"], **extra_args}
+    base = {
+        "controller_dir": config.stage_dir(stage),
+        "job_name": config.job_name,
+        "seed": config.seed,
+        "trainer": trainer,
+        "runner": config.runner.model_dump(exclude_none=True),
+        "timeouts": config.timeouts.model_dump(),
+    }
+    if stage != "search":
+        base["search_space"] = config.search_space.model_dump(exclude_none=True)
+    else:
+        section.setdefault("reference", {"model_selection_dir": config.stage_dir("model_selection")})
+        if "noise" not in section and "variance" in config.stages:
+            section["noise"] = {"variance_dir": config.stage_dir("variance")}
+    return {**base, **section}
+
+
+def stage_configs(config: PipelineConfig) -> dict[Stage, Any]:
+    """The validated config of each selected stage (errors name ``<stage>.<field>``)."""
+    from controllers.search.config import SearchConfig
+
+    models = {"variance": VarianceConfig, "model_selection": ModelSelectionConfig, "search": SearchConfig}
+    out: dict[Stage, Any] = {}
+    problems: list[str] = []
+    for stage in config.stages:
+        try:
+            out[stage] = models[stage].model_validate(_stage_dict(config, stage))
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(x) for x in err["loc"])
+                msg = "unknown key (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+                problems.append(f"{stage}.{where}: {msg}")
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return out
+
+
+@dataclass
+class PipelineResult:
+    """What each stage produced (None for a stage that was not run)."""
+
+    output_dir: str
+    variance: Any = None
+    model_selection: Any = None
+    search: Any = None
+    report_files: dict[str, str] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _has_state(controller_dir: str, stage: Stage) -> bool:
+    from proxy_task_utils.storage import open_storage
+
+    return open_storage(controller_dir).exists(_STATE_FILES[stage])
+
+
+def run_pipeline(config: PipelineConfig | str, *, resume: bool = False, progress: Progress | None = None) -> PipelineResult:
+    """Runs the selected stages in order; with ``resume`` each stage continues from its own state.
+
+    Raises:
+        ConfigError: an invalid pipeline config.
+        controllers.state.StateError: a stage folder already holds a state and ``resume`` is False.
+        controllers.variance.VarianceError, controllers.model_selection.ModelSelectionAborted,
+        controllers.search.controller.SearchAborted: a stage ended with a diagnosis.
+    """
+    import time
+
+    from controllers.model_selection import run_model_selection
+    from controllers.proxy_search import run_search
+    from controllers.search.report import write_report
+    from controllers.variance import run_variance_measurement
+
+    if isinstance(config, (str, os.PathLike)):
+        config = load_pipeline_config(config)
+    progress = progress or NullProgress()
+    stages = stage_configs(config)
+    result = PipelineResult(config.output_dir)
+    runners = {"variance": run_variance_measurement, "model_selection": run_model_selection}
+    for stage in STAGES:
+        if stage not in stages:
+            continue
+        stage_config = stages[stage]
+        again = resume and _has_state(stage_config.controller_dir, stage)
+        progress.message(f"== {stage.replace('_', ' ')}{' (resumed)' if again else ''}: {stage_config.controller_dir}")
+        start = time.monotonic()
+        if stage == "search":
+            result.search = run_search(stage_config, resume=again, write_report=False, progress=progress)
+            result.report_files = write_report(stage_config.controller_dir)
+        else:
+            setattr(result, stage, runners[stage](stage_config, resume=again, progress=progress))
+        result.stage_seconds[stage] = time.monotonic() - start
+    return result
+
+
+def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
+    """Reads a pipeline YAML; relative ``output_dir`` is taken relative to the working directory."""
+    try:
+        return load_config(path, PipelineConfig)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # pragma: no cover - pydantic wraps validator errors itself
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def summary_text(result: PipelineResult) -> str:
+    """The closing summary: best proxy, its correlation with CI, cost vs full training, ceiling, files."""
+    from controllers.search.report import best_proxy_config, load_search_state
+    from proxy_task_utils.storage import open_storage
+
+    lines = [f"Proxy-task design finished in {sum(result.stage_seconds.values()):.0f} s: {result.output_dir}"]
+    for stage, secs in result.stage_seconds.items():
+        lines.append(f"  {stage.replace('_', ' '):<16} {secs:7.1f} s")
+    variance = result.variance
+    if variance is not None:
+        res = getattr(variance, "result", None) or {}
+        if isinstance(res, dict) and res.get("seed_std") is not None:
+            lines.append(
+                f"Seed noise (variance tool): std {res['seed_std']:.4f} of the final accuracy over "
+                f"{res.get('n_succeeded', '?')} copies; CV {res.get('variance_value', float('nan')):.4f}"
+            )
+    if result.search is None:
+        return "\n".join(lines)
+    search_dir = result.report_files.get("markdown", "").rsplit("/", 1)[0]
+    state = load_search_state(open_storage(search_dir)) if search_dir else result.search
+    ref = [a for a in (state.reference or {}).get("accuracies", []) if a is not None]
+    if ref:
+        lines.append(f"Reference models: {len(ref)}, full-training accuracy {min(ref):.4f} .. {max(ref):.4f}")
+    if state.noise_ceiling:
+        lines.append(f"Noise ceiling: {state.noise_ceiling.get('message', '')}")
+    best = best_proxy_config(state)
+    if best is None:
+        lines.append("No proxy task met the target; see the report for why each one stopped.")
+    else:
+        entry = state.proxy_tasks_map[best["proxy_task_name"]]
+        corr = best.get("correlation_at_decision") or {}
+        ci = (
+            f" (n={corr.get('n')}, 95% CI [{corr['ci_low']:.3f}, {corr['ci_high']:.3f}])"
+            if corr.get("ci_low") is not None and corr.get("ci_high") is not None
+            else ""
+        )
+        coef = corr.get("coefficient")
+        lines.append(
+            f"Best proxy task: {best['proxy_task_name']}: {state.correlation_method} "
+            f"{coef:.3f}{ci} at step {best['final_training_steps']}" if coef is not None else
+            f"Best proxy task: {best['proxy_task_name']} ({best['stopping_state']})"
+        )
+        ref_hours = [h for h in (state.reference or {}).get("hours", []) if h is not None]
+        hours = entry.proxy_task_stats.final_training_time_in_hours
+        if ref_hours and hours is not None:
+            import statistics
+
+            full = statistics.median(ref_hours)
+            lines.append(
+                f"Cost per model: {hours * 3600:.1f} s with the proxy vs {full * 3600:.1f} s of full training "
+                f"({hours / full:.0%}); evaluating this proxy cost {entry.cost_trial_hours * 3600:.0f} trial-seconds"
+            )
+        lines.append(f"Proxy args for the NAS search: {best['args']}")
+    for key in ("markdown", "html", "best_proxy_task"):
+        if result.report_files.get(key):
+            lines.append(f"{key.replace('_', ' ')}: {result.report_files[key]}")
+    lines.append(f"Plots: {search_dir}/proxy_task_*.png, {result.output_dir}/variance/variance_curves.png, "
+                 f"{result.output_dir}/model_selection/**/filtered_trial_scores.png")
+    return "\n".join(lines)
