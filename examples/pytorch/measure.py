@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -51,9 +50,10 @@ def _train(run: Run, root: str, flags: list[str], index: int) -> Run:
     # wait4 gives this child's own CPU time, also when several run at once
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     run.wall_secs = time.perf_counter() - started
     run.cpu_secs = usage.ru_utime + usage.ru_stime
-    if os.waitstatus_to_exitcode(status) == 0:
+    if proc.returncode == 0:
         with open(os.path.join(model_dir, "TRIAL_TRAINING_METRICS.json"), encoding="utf-8") as f:
             record = json.load(f)
         run.accuracy = record["training_accuracy_over_steps"][-1]["accuracy"]
@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(args.sample_seed)
     runs = [Run(sample(rng), 0) for _ in range(args.archs)]
     runs += [Run(baseline(), seed) for seed in range(1, args.seeds + 1)]
-    resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory(prefix="measure-") as root, ThreadPoolExecutor(args.parallel) as pool:
         done = list(pool.map(lambda ir: _train(ir[1], root, args.trainer_flags, ir[0]), enumerate(runs)))
     print(f"{'kind':9s} {'architecture':32s} {'seed':>4s} {'accuracy':>8s} {'lat ms':>7s} {'wall s':>7s} {'cpu s':>6s}")

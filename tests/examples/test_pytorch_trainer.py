@@ -157,6 +157,7 @@ def test_bad_architecture_is_a_clear_error(tmp_path: Path) -> None:
     result = run_trainer(trial_dir(tmp_path, "job"), arch={**ARCH, "stage0_kernel": 7})
     assert result.returncode == 2
     assert "stage0_kernel" in result.stdout and "[3, 5]" in result.stdout
+    assert job_status(trial_dir(tmp_path, "job")) == "failed"
 
 
 def test_search_space_samples_are_valid_and_seeded() -> None:
@@ -190,10 +191,12 @@ def test_proxy_configs_grid_and_stricter_latency_target_for_scaled_models() -> N
     assert all("target_latency_ms" not in c.args for c in no_target)
 
 
-def test_baseline_latency_shrinks_with_the_model_scale() -> None:
+def test_baseline_latency_is_measured_and_targets_reject_bad_latencies() -> None:
     full = proxy_configs.baseline_latency_ms(1.0, repeats=20)
     assert full > 0
     assert proxy_configs.scaled_latency_target(2.0, full, full) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="scaled_ms"):
+        proxy_configs.scaled_latency_target(2.0, full, 0.0)
 
 
 def test_a_gcs_trial_folder_gets_metrics_and_checkpoint(fake_gcs, tmp_path: Path) -> None:  # noqa: ANN001
