@@ -14,11 +14,22 @@ Crash safety: everything needed to resume lives in a :class:`JobRecord`
 that the tool embeds in its own state file; the loop mutates it and calls
 ``persist()``:
 
-* the launch intent (``launch_token``) is persisted *before* each launch and
-  the handle right after it, so a restarted controller re-attaches to the
-  live trials, asks the runner to ``recover`` half-recorded launches, and
-  launches only trials that never started: no trial twice, none lost;
-* a stop decision is persisted before the 0.0 signal is posted.
+* the launch intents (``launch_token``) of a poll's batch of launches are
+  persisted in one save *before* the first launch of the batch; the handles
+  are recorded after it (with the next save), so a restarted controller
+  re-attaches to the live trials, asks the runner to ``recover``
+  half-recorded launches, and launches only trials that never started: no
+  trial twice, none lost;
+* a stop decision is persisted before the 0.0 signal is posted;
+* other changes (a trial ended, handles recorded) are saved at most every
+  ``JobSettings.state_save_interval_secs`` and at the end: a crash loses
+  nothing, the restarted loop polls those trials again and sees them ended.
+
+Cost per poll (``bench/poll_cost.py``): one look at the job folder, one read
+per changed file, heartbeats for about ``live * poll / heartbeat_interval``
+trials, and at most one throttled state save; never one request per trial.
+
+Records and types live in :mod:`controllers.job_records` and are re-exported here.
 
 Usage (the search controller)::
 
@@ -36,15 +47,32 @@ Usage (the search controller)::
 
 from __future__ import annotations
 
-import enum
 import os
-import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from controllers.job_records import (
+    ADVICE,
+    JOB_SUBDIR,
+    Failure,
+    FailureKind,
+    JobRecord,
+    JobResult,
+    JobSettings,
+    JobSpec,
+    JobView,
+    OnPoll,
+    StopAll,
+    TrialPlan,
+    TrialRecord,
+    TrialResult,
+    TrialState,
+    build_argv,
+    classify_failure,
+    job_dir_uri,
+)
 from controllers.monitor import JobMonitor, TrialSnapshot
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 from controllers.testing import crash_point
@@ -63,6 +91,7 @@ __all__ = [
     "TrialRecord",
     "JobRecord",
     "FailureKind",
+    "ADVICE",
     "Failure",
     "TrialResult",
     "JobResult",
@@ -75,341 +104,8 @@ __all__ = [
     "classify_failure",
 ]
 
-#: A job folder is ``<controller_dir>/<job_name>/nas/search`` (reference regex ``.*nas/search/\d+``).
-JOB_SUBDIR = ("nas", "search")
-
-
-def job_dir_uri(controller_dir_uri: str, job_name: str) -> str:
-    """``<controller_dir>/<job_name>/nas/search``."""
-    from proxy_task_utils.storage import join_uri
-
-    return join_uri(controller_dir_uri, job_name, *JOB_SUBDIR)
-
-
-def build_argv(trainer_command: Sequence[str], model_dir_uri: str, flags: Sequence[tuple[str, str]]) -> list[str]:
-    """``trainer_command + ["--job-dir=<model_dir>"] + ["--key=value", ...]`` (values may contain '=').
-
-    Booleans are the caller's business: pass ``"True"``/``"False"`` as the reference does.
-    """
-    argv = list(trainer_command) + [f"--job-dir={model_dir_uri}"]
-    argv += [f"--{key}={value}" for key, value in flags]
-    return argv
-
-
-# -- what to run ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialPlan:
-    """One trial of a job: its id and the flags after ``--job-dir`` (``--key=value`` each).
-
-    Typical flags: ``("nas_params_str", json)``, proxy args, and for re-training
-    ``("retrain_search_job_dir", dir)``, ``("retrain_search_job_trials", "3,7")``,
-    ``("retrain_use_search_job_checkpoint", "True")``.
-    """
-
-    trial_id: str
-    flags: tuple[tuple[str, str], ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A job to run: where, what, and which stop signals to post.
-
-    Attributes:
-        name: The job name (folder name under the controller folder).
-        job_dir_uri: ``<controller_dir>/<name>/nas/search`` (see :func:`job_dir_uri`).
-        log_dir: Local folder for per-trial logs (``<log_dir>/<trial_id>/trainer.log``).
-        trainer_command: The trainer argv prefix, e.g. ``["python", "-m", "examples.pytorch.trainer"]``.
-        trials: The trials, in launch order.
-        desired_training_pct: Posted to every trial folder before any launch
-            (``DESIRED_TRAINING_PCT.json``); None posts nothing. 101.0 = train to completion.
-        max_training_time_in_hrs: Posted likewise (``MAX_TRAINING_TIME.json``); None posts nothing.
-        env: Extra environment for every trial.
-    """
-
-    name: str
-    job_dir_uri: str
-    log_dir: str
-    trainer_command: tuple[str, ...]
-    trials: tuple[TrialPlan, ...]
-    desired_training_pct: float | None = None
-    max_training_time_in_hrs: float | None = None
-    env: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    """Timing of the loop (all seconds on the controller's monotonic clock).
-
-    Attributes:
-        poll_interval_secs: Time between polls (reference: 60; tests: ~0.1).
-        no_metrics_timeout_secs: A running trial whose metrics file has not
-            changed for this long (since launch or its last change) is cancelled
-            and recorded as ``NO_METRICS``. None disables the check.
-        stop_grace_secs: After "stop all" (0.0 posted), trials still running
-            after this long are cancelled.
-        cancel_grace_secs: Between SIGTERM and SIGKILL when cancelling.
-        heartbeat_interval_secs: How often ``controller_alive_timestamp.json`` is
-            rewritten in live trial folders (None: never).
-        nan_grace_secs: A trial that wrote ``failed_with_nan_error`` but keeps
-            running is cancelled after this long.
-    """
-
-    poll_interval_secs: float = 60.0
-    no_metrics_timeout_secs: float | None = 3600.0
-    stop_grace_secs: float = 600.0
-    cancel_grace_secs: float = 30.0
-    heartbeat_interval_secs: float | None = 60.0
-    nan_grace_secs: float = 60.0
-
-
-# -- what is recorded (JSON-able, embedded in the tool's state file) ------------------
-
-
-class TrialState(str, enum.Enum):
-    """Life cycle of a trial in a :class:`JobRecord`."""
-
-    PENDING = "pending"  # not launched
-    LAUNCHING = "launching"  # intent saved; the launch may or may not have happened
-    RUNNING = "running"  # handle saved
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"  # stopped by the controller (stop-all grace exceeded)
-    SKIPPED = "skipped"  # never launched because the job was stopped first
-
-    @property
-    def is_final(self) -> bool:
-        return self in (TrialState.SUCCEEDED, TrialState.FAILED, TrialState.CANCELLED, TrialState.SKIPPED)
-
-
-class FailureKind(str, enum.Enum):
-    """Why a trial failed; :data:`ADVICE` says what the user can do about it."""
-
-    OOM = "oom"
-    NAN = "nan"
-    CRASH = "crash"
-    NO_METRICS = "no_metrics"
-    LOST = "lost"
-    LAUNCH_ERROR = "launch_error"
-
-
-ADVICE: dict[FailureKind, str] = {
-    FailureKind.OOM: "out of memory: use a smaller batch size or a smaller model",
-    FailureKind.NAN: "the loss became NaN: lower the learning rate or clip gradients",
-    FailureKind.CRASH: "the trainer exited with an error: see the last log lines",
-    FailureKind.NO_METRICS: "no metrics arrived in time: check that the trainer calls "
-    "update_trial_training_accuracy_metric after every cycle, or raise no_metrics_timeout_secs",
-    FailureKind.LOST: "the trial process vanished without an exit code (machine restart or killed)",
-    FailureKind.LAUNCH_ERROR: "the trainer could not be started: check trainer.command",
-}
-
-
-@dataclass
-class Failure:
-    """A classified failure: kind, one-line message, advice, and the last log lines."""
-
-    kind: FailureKind
-    message: str
-    advice: str = ""
-    log_tail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "message": self.message, "advice": self.advice, "log_tail": self.log_tail}
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> Failure:
-        return cls(FailureKind(obj["kind"]), obj.get("message", ""), obj.get("advice", ""), obj.get("log_tail", ""))
-
-
-@dataclass
-class TrialRecord:
-    """What the state file keeps about one trial of a job."""
-
-    trial_id: str
-    state: TrialState = TrialState.PENDING
-    launch_token: str | None = None
-    handle: dict[str, Any] | None = None
-    exit_code: int | None = None
-    failure: Failure | None = None
-    launches: int = 0  # how many times a launch was attempted (must end at most 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "trial_id": self.trial_id,
-            "state": self.state.value,
-            "launch_token": self.launch_token,
-            "handle": self.handle,
-            "exit_code": self.exit_code,
-            "failure": None if self.failure is None else self.failure.to_dict(),
-            "launches": self.launches,
-        }
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> TrialRecord:
-        return cls(
-            trial_id=str(obj["trial_id"]),
-            state=TrialState(obj.get("state", "pending")),
-            launch_token=obj.get("launch_token"),
-            handle=obj.get("handle"),
-            exit_code=obj.get("exit_code"),
-            failure=None if obj.get("failure") is None else Failure.from_dict(obj["failure"]),
-            launches=int(obj.get("launches", 0)),
-        )
-
-
-@dataclass
-class JobRecord:
-    """The resumable record of one job (the tool stores ``to_dict()`` in its state file)."""
-
-    name: str
-    job_dir_uri: str
-    trials: list[TrialRecord]
-    stop_reason: str | None = None  # set (and persisted) before 0.0 is posted
-    finished: bool = False
-
-    @classmethod
-    def create(cls, name: str, job_dir_uri: str, trial_ids: Sequence[str]) -> JobRecord:
-        return cls(name, job_dir_uri, [TrialRecord(str(t)) for t in trial_ids])
-
-    def trial(self, trial_id: str) -> TrialRecord:
-        for t in self.trials:
-            if t.trial_id == trial_id:
-                return t
-        raise KeyError(f"job {self.name!r} has no trial {trial_id!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "job_dir": self.job_dir_uri,
-            "trials": [t.to_dict() for t in self.trials],
-            "stop_reason": self.stop_reason,
-            "finished": self.finished,
-        }
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> JobRecord:
-        return cls(
-            name=obj["name"],
-            job_dir_uri=obj["job_dir"],
-            trials=[TrialRecord.from_dict(t) for t in obj["trials"]],
-            stop_reason=obj.get("stop_reason"),
-            finished=bool(obj.get("finished", False)),
-        )
-
-
-# -- what the loop reports -------------------------------------------------------------
-
-
-@dataclass
-class TrialResult:
-    """How one trial ended: final state, last metrics read, failure (None if it succeeded)."""
-
-    trial_id: str
-    state: TrialState
-    metrics: p.TrialTrainingMetrics | None
-    job_status: str | None = None
-    exit_code: int | None = None
-    failure: Failure | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state is TrialState.SUCCEEDED
-
-
-@dataclass
-class JobResult:
-    """All trials of a job, in the order of the record."""
-
-    name: str
-    job_dir_uri: str
-    trials: list[TrialResult]
-    stop_reason: str | None = None
-
-    def by_id(self) -> dict[str, TrialResult]:
-        return {t.trial_id: t for t in self.trials}
-
-    @property
-    def failed(self) -> list[TrialResult]:
-        return [t for t in self.trials if t.state is TrialState.FAILED]
-
-
-@dataclass(frozen=True)
-class JobView:
-    """What ``on_poll`` sees each poll: the fresh metrics and state of every trial.
-
-    Attributes:
-        name: Job name.
-        poll_index: 0, 1, 2, ... within this run of the loop (restarts at 0 on resume).
-        elapsed_secs: Monotonic seconds since this run of the loop started.
-        snapshots: trial id -> last parsed files of the trial folder (metrics may be None).
-        states: trial id -> current :class:`TrialState`.
-        failures: trial id -> failure, for the trials failed so far.
-    """
-
-    name: str
-    poll_index: int
-    elapsed_secs: float
-    snapshots: dict[str, TrialSnapshot]
-    states: dict[str, TrialState]
-    failures: dict[str, Failure] = field(default_factory=dict)
-
-    @property
-    def all_final(self) -> bool:
-        return all(s.is_final for s in self.states.values())
-
-
-@dataclass(frozen=True)
-class StopAll:
-    """``on_poll`` verdict: post 0.0 ("stop now") to every trial; launch nothing more.
-
-    Trials exit gracefully at their next stop check; those still running after
-    ``JobSettings.stop_grace_secs`` are cancelled. ``reason`` is stored in the record.
-    """
-
-    reason: str
-
-
-OnPoll = Callable[[JobView], "StopAll | None"]
-
-
-_OOM_PATTERNS = (
-    "out of memory",
-    "memoryerror",
-    "resourceexhaustederror",
-    "resource_exhausted",
-    "oom-kill",
-    "cannot allocate memory",
-)
-_NAN_PATTERN = re.compile(r"(loss (is|became) nan|nan loss|loss[:=] ?nan|must be finite, but got nan|diverged)", re.I)
-
-
-def classify_failure(
-    exit_code: int | None, log_tail: str, *, job_status: str | None = None, had_metrics: bool = True
-) -> Failure:
-    """Name the failure of a trial from its exit code, job status and last log lines.
-
-    Order: NaN (``failed_with_nan_error`` status or a NaN message in the log) ->
-    OOM ("out of memory", ``MemoryError``, ... in the log, or SIGKILL from
-    outside, exit -9/137) -> LOST (no exit code) -> CRASH. Pure function.
-    """
-    low = log_tail.lower()
-    last_line = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
-    code = "unknown" if exit_code is None else str(exit_code)
-    if job_status == p.JOB_STATUS_FAILED_WITH_NAN or _NAN_PATTERN.search(log_tail):
-        kind, message = FailureKind.NAN, f"NaN during training (exit code {code})"
-    elif any(pat in low for pat in _OOM_PATTERNS):
-        kind, message = FailureKind.OOM, f"out of memory (exit code {code}): {last_line}"
-    elif exit_code in (-9, 137):
-        kind, message = FailureKind.OOM, "killed by SIGKILL from outside (likely the kernel's out-of-memory killer)"
-    elif exit_code is None:
-        kind, message = FailureKind.LOST, "the process is gone and no exit code was recorded"
-    else:
-        kind, message = FailureKind.CRASH, f"exit code {code}: {last_line}" if last_line else f"exit code {code}"
-    if not had_metrics and kind is FailureKind.CRASH:
-        message += " (before any metrics were written)"
-    return Failure(kind, message, ADVICE[kind], log_tail)
+#: Spreads the first heartbeats of a batch of launches evenly over one interval.
+_GOLDEN = 0.6180339887498949
 
 
 def _trial_spec(spec: JobSpec, plan: TrialPlan, token: str) -> TrialSpec:
@@ -436,11 +132,12 @@ class _Loop:
                  settings: JobSettings, clock: Callable[[], float]) -> None:  # fmt: skip
         from proxy_task_utils.storage import open_storage
 
-        self.spec, self.runner, self.record, self.persist = spec, runner, record, persist
+        self.spec, self.runner, self.record, self._persist = spec, runner, record, persist
         self.settings, self.clock = settings, clock
         self.plans = {t.trial_id: t for t in spec.trials}
+        self.by_id: dict[str, TrialRecord] = {t.trial_id: t for t in record.trials}
         ids = [t.trial_id for t in record.trials]
-        if sorted(ids) != sorted(self.plans):
+        if sorted(ids) != sorted(self.plans) or len(self.by_id) != len(ids):
             raise ValueError(f"job {spec.name!r}: the record's trials {ids} differ from the spec's {list(self.plans)}")
         self.monitor = JobMonitor(open_storage(spec.job_dir_uri), ids)
         self.live: dict[str, TrialHandle] = {}
@@ -448,6 +145,29 @@ class _Loop:
         self.nan_since: dict[str, float] = {}
         self.forced: dict[str, Failure] = {}  # failures decided by the loop (timeouts), applied at exit
         self.stop_deadline: float | None = None
+        self.beat_due: dict[str, float] = {}  # live trial -> when its next heartbeat is due
+        self.polled_all = False
+        self.dirty = False
+        self.last_save: float | None = None
+        self.saves = 0
+
+    # -- saving -----------------------------------------------------------------------
+    def save_now(self) -> None:
+        """Save at once (before an action, and at the end)."""
+        self._persist()
+        self.saves += 1
+        self.dirty = False
+        self.last_save = self.clock()
+
+    def save_soon(self) -> None:
+        """A bookkeeping change: saved by :meth:`maybe_save` within ``state_save_interval_secs``."""
+        self.dirty = True
+
+    def maybe_save(self) -> None:
+        if not self.dirty:
+            return
+        if self.last_save is None or self.clock() - self.last_save >= self.settings.state_save_interval_secs:
+            self.save_now()
 
     # -- start / resume ---------------------------------------------------------------
     def post_initial_signals(self) -> None:
@@ -461,6 +181,14 @@ class _Loop:
                 max_training_time_in_hrs=self.spec.max_training_time_in_hrs,
             )
 
+    def _went_live(self, tid: str, handle: TrialHandle, now: float, *, beat_now: bool) -> None:
+        self.live[tid] = handle
+        self.last_change[tid] = now
+        hb = self.settings.heartbeat_interval_secs
+        if hb is not None:
+            # a re-attached trainer may have waited long for a beat: at once; fresh launches spread out
+            self.beat_due[tid] = now if beat_now else now + hb * ((len(self.beat_due) * _GOLDEN) % 1.0)
+
     def resume(self) -> None:
         now = self.clock()
         changed = False
@@ -468,14 +196,12 @@ class _Loop:
             if t.state is TrialState.RUNNING and t.handle is not None:
                 handle = TrialHandle.from_dict(t.handle)
                 self.runner.reattach(handle)  # False is fine: poll reports the outcome
-                self.live[t.trial_id] = handle
-                self.last_change[t.trial_id] = now
+                self._went_live(t.trial_id, handle, now, beat_now=True)
             elif t.state is TrialState.LAUNCHING:
                 found = self.runner.recover(_trial_spec(self.spec, self.plans[t.trial_id], t.launch_token or ""))
                 if found is not None:
                     t.handle, t.state = found.to_dict(), TrialState.RUNNING
-                    self.live[t.trial_id] = found
-                    self.last_change[t.trial_id] = now
+                    self._went_live(t.trial_id, found, now, beat_now=True)
                 else:
                     t.state = TrialState.PENDING  # no trace of the launch: it never happened
                 changed = True
@@ -483,7 +209,7 @@ class _Loop:
             changed |= self._skip_pending()
             self.stop_deadline = now + self.settings.stop_grace_secs
         if changed:
-            self.persist()
+            self.save_now()
 
     def _skip_pending(self) -> bool:
         changed = False
@@ -496,7 +222,10 @@ class _Loop:
     # -- one poll ---------------------------------------------------------------------
     def poll_trials(self) -> dict[str, TrialSnapshot]:
         polls = {tid: self.runner.poll(h) for tid, h in self.live.items()}
-        snaps = self.monitor.poll()  # after the runner: an ended trial's files are complete
+        # after the runner: an ended trial's files are complete. The first look covers every
+        # trial (a resumed job's finished trials too); later ones only the live trials.
+        snaps = self.monitor.poll(list(self.live) if self.polled_all else None)
+        self.polled_all = True
         now = self.clock()
         for tid, res in polls.items():
             snap = snaps[tid]
@@ -531,7 +260,7 @@ class _Loop:
             self.runner.cancel(self.live[tid], grace_secs=s.cancel_grace_secs)
 
     def _finish(self, tid: str, res: PollResult, snap: TrialSnapshot) -> None:
-        t = self.record.trial(tid)
+        t = self.by_id[tid]
         t.exit_code = res.exit_code
         forced = self.forced.pop(tid, None)
         had_metrics = snap.metrics is not None and bool(snap.metrics.training_accuracy_over_steps)
@@ -548,39 +277,56 @@ class _Loop:
             t.state = TrialState.FAILED
             t.failure = classify_failure(res.exit_code, res.log_tail, job_status=snap.job_status, had_metrics=had_metrics)
         del self.live[tid]
-        self.persist()
+        self.beat_due.pop(tid, None)
+        self.save_soon()  # a crash before the save is harmless: the restarted loop polls it again
 
     def launch_pending(self) -> None:
         if self.record.stop_reason is not None:
             return
+        room = self.runner.max_parallel - len(self.live)
+        batch: list[TrialRecord] = []
         for t in self.record.trials:
-            if len(self.live) >= self.runner.max_parallel:
-                return
-            if t.state is not TrialState.PENDING:
-                continue
+            if len(batch) >= room:
+                break
+            if t.state is TrialState.PENDING:
+                batch.append(t)
+        if not batch:
+            return
+        for t in batch:
             t.state, t.launch_token = TrialState.LAUNCHING, uuid.uuid4().hex
             t.launches += 1
-            self.persist()  # the intent is on record before anything happens
+        self.save_now()  # every intent of the batch is on record before anything happens
+        for t in batch:
             crash_point("before_launch")
-            tspec = _trial_spec(self.spec, self.plans[t.trial_id], t.launch_token)
+            tspec = _trial_spec(self.spec, self.plans[t.trial_id], t.launch_token or "")
             try:
                 handle = self.runner.launch(tspec)
             except LaunchError as exc:
                 t.state = TrialState.FAILED
                 t.failure = Failure(FailureKind.LAUNCH_ERROR, str(exc), ADVICE[FailureKind.LAUNCH_ERROR])
-                self.persist()
+                self.save_soon()
                 continue
             crash_point("launched_unrecorded")
             t.handle, t.state = handle.to_dict(), TrialState.RUNNING
-            self.persist()
+            self.save_soon()  # until saved, a restart finds it through runner.recover(token)
             crash_point("after_launch")
-            self.live[t.trial_id] = handle
-            self.last_change[t.trial_id] = self.clock()
+            self._went_live(t.trial_id, handle, self.clock(), beat_now=False)
+
+    def heartbeat(self, wall_time: float) -> int:
+        """Rewrite the heartbeat of the live trials whose beat is due; returns writes made."""
+        hb = self.settings.heartbeat_interval_secs
+        if hb is None or not self.live:
+            return 0
+        now = self.clock()
+        due = [tid for tid, at in self.beat_due.items() if at <= now]
+        for tid in due:
+            self.beat_due[tid] = now + hb
+        return self.monitor.write_heartbeat(due, wall_time) if due else 0
 
     def stop_all(self, reason: str) -> None:
         self.record.stop_reason = reason
         self._skip_pending()
-        self.persist()  # the decision is on record before the signal goes out
+        self.save_now()  # the decision is on record before the signal goes out
         open_ids = [t.trial_id for t in self.record.trials if not t.state.is_final]
         self.monitor.post_signals(open_ids, desired_training_pct=p.MIN_TRAINING_STEP_PCT)
         self.stop_deadline = self.clock() + self.settings.stop_grace_secs
@@ -624,7 +370,7 @@ def run_job(
     record: JobRecord,
     *,
     persist: Callable[[], None],
-    settings: JobSettings = JobSettings(),
+    settings: JobSettings | None = None,
     on_poll: OnPoll | None = None,
     lease: Lease | None = None,
     progress: Progress | None = None,
@@ -633,12 +379,13 @@ def run_job(
 ) -> JobResult:
     """Run (or resume) a job until every trial has ended; return per-trial results.
 
-    Each poll: runner status of live trials -> one listing of the job folder
-    (re-reading changed files) -> finish ended trials, cancel trials without
-    metrics for ``no_metrics_timeout_secs`` or stuck after a NaN -> launch
-    pending trials up to ``runner.max_parallel`` -> heartbeat, lease ->
-    ``on_poll(view)`` (also after the last trial ended, so the final metrics are
-    seen) -> progress -> sleep ``poll_interval_secs``.
+    Each poll: runner status of live trials -> one look at the job folder
+    (re-reading changed files of live trials) -> finish ended trials, cancel
+    trials without metrics for ``no_metrics_timeout_secs`` or stuck after a
+    NaN -> launch pending trials up to ``runner.max_parallel`` (one save of
+    the intents first) -> heartbeats that are due, lease -> ``on_poll(view)``
+    (also after the last trial ended, so the final metrics are seen) ->
+    throttled save -> progress -> sleep ``poll_interval_secs``.
 
     Args:
         spec: What to run. ``spec.trials`` and ``record.trials`` list the same ids.
@@ -647,8 +394,9 @@ def run_job(
             crashed run resumes: live trials are re-attached, half-recorded
             launches recovered, never-launched trials launched.
         persist: Saves the tool's state file (which embeds ``record``); called
-            before every launch and after every change of the record.
-        settings: Poll interval and timeouts.
+            before every batch of launches, before "stop now" is posted, at the
+            end, and for other changes at most every ``state_save_interval_secs``.
+        settings: Poll interval and timeouts (default: :class:`JobSettings`).
         on_poll: Called once per poll with the fresh metrics of all trials; may
             return :class:`StopAll`.
         lease: The controller's lease, renewed every poll (a lost lease raises).
@@ -662,31 +410,29 @@ def run_job(
         controllers.state.LeaseLostError: another controller took the folder over.
         ValueError: ``spec`` and ``record`` name different trials.
     """
+    settings = JobSettings() if settings is None else settings
     loop = _Loop(spec, runner, record, persist, settings, clock)
     start = clock()
     if record.finished:
         return loop.result(loop.monitor.poll())
     loop.post_initial_signals()
     loop.resume()
-    last_heartbeat: float | None = None
     poll_index = 0
     while True:
         snaps = loop.poll_trials()
         loop.enforce_stop_deadline()
         loop.launch_pending()
-        now = clock()
-        hb = settings.heartbeat_interval_secs
-        if hb is not None and loop.live and (last_heartbeat is None or now - last_heartbeat >= hb):
-            loop.monitor.write_heartbeat(list(loop.live), time.time())
-            last_heartbeat = now
+        loop.heartbeat(time.time())
         if lease is not None:
             lease.renew()
+        now = clock()
         view = loop.view(poll_index, now - start, snaps)
         if on_poll is not None:
             decision = on_poll(view)
             if isinstance(decision, StopAll) and record.stop_reason is None:
                 loop.stop_all(decision.reason)
                 view = loop.view(poll_index, now - start, snaps)
+        loop.maybe_save()
         if progress is not None:
             progress.update(view)
         crash_point("after_poll")
@@ -695,5 +441,5 @@ def run_job(
         poll_index += 1
         sleep(settings.poll_interval_secs)
     record.finished = True
-    persist()
+    loop.save_now()
     return loop.result(snaps)

@@ -69,3 +69,40 @@ def test_post_signals_writes_zero_and_heartbeat(tmp_path):
     gen1 = storage.generations(["1/" + p.CONTROLLER_ALIVE_TIMESTAMP_FILE])
     monitor.write_heartbeat(["1"], 124.0)
     assert storage.generations(["1/" + p.CONTROLLER_ALIVE_TIMESTAMP_FILE]) != gen1
+
+
+def _o_changed_case(storage):
+    """200 trial folders, 3 of them change: one look + 3 reads, whatever the backend."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [str(i) for i in range(1, 201)]
+
+    def prewrite(t):
+        storage.write(f"{t}/{p.TRIAL_TRAINING_METRICS_FILE}", _metrics(0.1))
+        storage.write(f"{t}/{p.NAS_PARAMS_STR_FILE}", b"{}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(prewrite, ids))
+    monitor = JobMonitor(storage, ids)
+    monitor.poll()
+    assert monitor.reads == 1 + 200
+    for t in ("7", "99", "200"):
+        storage.write(f"{t}/{p.TRIAL_TRAINING_METRICS_FILE}", _metrics(0.1, 0.2))
+    before_requests, before_reads = storage.request_count, monitor.reads
+    snaps = monitor.poll(ids)
+    assert monitor.reads - before_reads == 1 + 3
+    assert storage.request_count - before_requests == 1 + 3  # not one per trial
+    assert sorted(t for t, s in snaps.items() if s.changed) == ["200", "7", "99"]
+    assert snaps["99"].metrics.final_accuracy == 0.2
+    before = storage.request_count
+    monitor.poll(["5", "6"])  # the job loop asks about live trials only
+    assert storage.request_count - before == 1
+    assert not any(s.changed for s in snaps.values())
+
+
+def test_poll_of_200_trials_with_3_changed_costs_4_requests_local(tmp_path):
+    _o_changed_case(LocalStorage(tmp_path, fsync=False))
+
+
+def test_poll_of_200_trials_with_3_changed_costs_4_requests_gcs(fake_gcs):
+    _o_changed_case(fake_gcs.storage("job", "nas", "search"))
