@@ -15,6 +15,7 @@ pytest.importorskip("tensorflow")
 
 from proxy_task_utils import protocol as p  # noqa: E402
 from proxy_task_utils.hypertune import read_metrics_file  # noqa: E402
+from proxy_task_utils.testing import FakeController, FakeGCS  # noqa: E402
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -26,14 +27,15 @@ TINY = {
 FLAGS = ["--train_steps=8", "--eval_every_steps=2", "--batch_size=16", "--latency_repeats=3"]
 
 
-def run_trainer(job_dir: Path, *args: str, trial_id: str = "1", metric_file: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def run_trainer(
+    job_dir: Path | str, *args: str, trial_id: str = "1", metric_file: Path | None = None
+) -> subprocess.CompletedProcess:
+    env = dict(os.environ)  # carries STORAGE_EMULATOR_HOST for the fake GCS test
     env.pop("AIP_MODEL_DIR", None)
-    env.update(
-        CLOUD_ML_TRIAL_ID=trial_id,
-        CLOUD_ML_HP_METRIC_FILE=str(metric_file or job_dir.parent / f"hypertune-{job_dir.name}.metrics"),
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
+    if metric_file is None:
+        assert isinstance(job_dir, Path)
+        metric_file = job_dir.parent / f"hypertune-{job_dir.name}.metrics"
+    env.update(CLOUD_ML_TRIAL_ID=trial_id, CLOUD_ML_HP_METRIC_FILE=str(metric_file), TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [sys.executable, "-m", "examples.tf_vision.trainer", f"--job-dir={job_dir}", *FLAGS, *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
 
@@ -139,3 +141,19 @@ def test_bad_architecture_fails_with_a_clear_message(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "stage1_kernel" in done.stderr and "[3, 5]" in done.stderr
     assert status(trial) == p.JOB_STATUS_FAILED
+
+
+def test_trial_folder_on_gcs(fake_gcs: FakeGCS, tmp_path: Path) -> None:
+    trial = f"{fake_gcs.uri}/job/nas/search/2"
+    controller = FakeController(trial)
+    controller.post_stop(50.0)
+    done = run_trainer(
+        trial, f"--nas_params_str={json.dumps(TINY)}", "--train_steps=4", trial_id="2", metric_file=tmp_path / "m"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = controller.read_metrics()
+    assert record is not None and [e.training_step for e in record.training_accuracy_over_steps] == [1]
+    assert record.latency > 0
+    storage = fake_gcs.storage("job", "nas", "search", "2")
+    assert storage.exists("checkpoint.npz") and storage.exists(p.NAS_PARAMS_STR_FILE)
+    assert p.decode_job_status(storage.read(p.JOB_STATUS_FILE)[0]) == p.JOB_STATUS_SUCCESS
