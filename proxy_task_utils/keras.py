@@ -74,6 +74,15 @@ def _scalar(value: Any) -> float | None:
     return float(array.reshape(()))
 
 
+def _outside_graphs() -> contextlib.AbstractContextManager[Any]:
+    """Eager context even while a ``tf.function`` is being traced (TensorFlow backend)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.init_scope()
+    return contextlib.nullcontext()
+
+
 def _unwrap(optimizer: Any) -> Any:
     """The optimizer holding the EMA variables (through a LossScaleOptimizer)."""
     return getattr(optimizer, "inner_optimizer", optimizer)
@@ -283,9 +292,12 @@ class CosineDecayWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up then cosine decay to ``min_lr`` at ``decay_steps`` (the proxy's own steps).
 
     The rates are exactly :func:`proxy_task_utils.smoothing.cosine_decay_lr`
-    (the PyTorch helpers use the same function): they are tabulated once per
-    schedule (``decay_steps + 1`` float32 values, 4 MB for a million steps) and
-    looked up by the optimizer's step, clamped to ``min_lr`` beyond the end.
+    (the PyTorch helpers use the same function): they are tabulated on first
+    use (``decay_steps + 1`` float32 values, 4 MB and about a second for a
+    million steps) into one eager tensor that every traced graph captures by
+    reference (Keras evaluates the schedule once per variable when weight
+    decay is on), and looked up by the optimizer's step, clamped to
+    ``min_lr`` beyond the end.
 
     Raises:
         ValueError: the arguments ``cosine_decay_lr`` rejects (named in the message).
@@ -309,7 +321,7 @@ class CosineDecayWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
         self.min_lr = float(min_lr)
         self.name = name
         self.rate_at(0)  # validates every argument, with cosine_decay_lr's messages
-        self._table: np.ndarray | None = None
+        self._table: Any = None
 
     def rate_at(self, step: int) -> float:
         """The learning rate at 0-based ``step`` as a Python float."""
@@ -322,14 +334,16 @@ class CosineDecayWithWarmup(keras.optimizers.schedules.LearningRateSchedule):
             min_lr=self.min_lr,
         )
 
-    def _rates(self) -> np.ndarray:
+    def _rates(self) -> Any:
         if self._table is None:
-            self._table = np.array([self.rate_at(s) for s in range(self.decay_steps + 1)], dtype=np.float32)
+            values = np.array([self.rate_at(s) for s in range(self.decay_steps + 1)], dtype=np.float32)
+            with _outside_graphs():
+                self._table = keras.ops.convert_to_tensor(values)
         return self._table
 
     def __call__(self, step: Any) -> Any:
         index = keras.ops.clip(keras.ops.cast(step, "int32"), 0, self.decay_steps)
-        return keras.ops.take(keras.ops.convert_to_tensor(self._rates()), index)
+        return keras.ops.take(self._rates(), index)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -260,6 +260,16 @@ def test_cosine_schedule_matches_cosine_decay_lr_and_ends_at_min_lr() -> None:
     assert float(graph_rate(tf.constant(10**9, tf.int64))) == pytest.approx(0.001)
 
 
+def test_cosine_schedule_first_used_inside_a_graph_serves_later_graphs_and_eager() -> None:
+    schedule = CosineDecayWithWarmup(0.1, 300, warmup_steps=10)  # no call yet: the table is built while tracing
+    first = tf.function(lambda step: schedule(step))
+    second = tf.function(lambda step: schedule(step) + 0.0)
+    expected = cosine_decay_lr(150, base_lr=0.1, decay_steps=300, warmup_steps=10)
+    assert float(first(tf.constant(150))) == pytest.approx(expected)
+    assert float(second(tf.constant(150))) == pytest.approx(expected)
+    assert float(schedule(150)) == pytest.approx(expected)
+
+
 def test_cosine_schedule_round_trips_and_validates() -> None:
     schedule = CosineDecayWithWarmup(0.1, 100, warmup_steps=10)
     clone = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
