@@ -432,11 +432,13 @@ def run_job(
             if isinstance(decision, StopAll) and record.stop_reason is None:
                 loop.stop_all(decision.reason)
                 view = loop.view(poll_index, now - start, snaps)
-        loop.maybe_save()
+        done = not loop.live and all(t.state.is_final for t in record.trials)
+        if not done:
+            loop.maybe_save()  # the final save follows at once otherwise
         if progress is not None:
             progress.update(view)
         crash_point("after_poll")
-        if not loop.live and all(t.state.is_final for t in record.trials):
+        if done:
             break
         poll_index += 1
         sleep(settings.poll_interval_secs)
