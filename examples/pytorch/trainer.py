@@ -29,7 +29,8 @@ import proxy_task_utils as ptu
 from examples.pytorch import search_space
 from examples.pytorch.data import DigitsTask, distort, make_task
 from examples.pytorch.model import build_model, measure_latency_ms
-from proxy_task_utils.smoothing import SMOOTHING_MODES, TorchWeightAverager, torch_cosine_scheduler
+from examples.pytorch.optim import NesterovSGD
+from proxy_task_utils.smoothing import SMOOTHING_MODES, TorchWeightAverager, cosine_decay_lr
 from proxy_task_utils.storage import LocalStorage, open_storage
 from proxy_task_utils.torch_loop import ProxyTaskLoop, TrainingDivergedError
 
@@ -149,6 +150,17 @@ def evaluate(model: torch.nn.Module, task: DigitsTask) -> float:
     return float((logits.argmax(dim=1) == task.test_y).float().mean())
 
 
+def _learning_rate(args: argparse.Namespace, step: int) -> float:
+    """Warm-up + cosine decay to ``--decay_steps``: a pure function of the global step, so resuming needs no state."""
+    return cosine_decay_lr(
+        step,
+        base_lr=args.learning_rate,
+        decay_steps=args.decay_steps,
+        warmup_steps=args.warmup_steps,
+        warmup_start_factor=0.1,
+    )
+
+
 def _cycle_generator(seed: int, begin: int) -> torch.Generator:
     """Batches and distortions of a cycle depend only on (seed, first step): a resumed run repeats them."""
     return torch.Generator().manual_seed(seed * 1_000_003 + begin)
@@ -166,16 +178,11 @@ def run(args: argparse.Namespace) -> int:
         arch = load_architecture(args, model_dir)
         task = make_task(args.training_data_pct)
         model = build_model(arch, args.model_scale)
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=args.learning_rate, momentum=0.9, nesterov=True, weight_decay=args.weight_decay
-        )
+        optimizer = NesterovSGD(model.parameters(), momentum=0.9, weight_decay=args.weight_decay)
         averager = TorchWeightAverager(
             model, args.smoothing, ema_decay=args.ema_decay, swa_start_step=int(0.5 * args.decay_steps)
         )
         step = _restore(args, model_dir, model, optimizer, averager)
-        scheduler = torch_cosine_scheduler(
-            optimizer, decay_steps=args.decay_steps, warmup_steps=args.warmup_steps, last_step=step - 1
-        )
         n_train = task.train_x.shape[0]
         while not loop.should_stop(step):
             begin, end = step, loop.cycle_end(step)
@@ -190,10 +197,9 @@ def run(args: argparse.Namespace) -> int:
                 if args.inject_nan_at_step is not None and s >= args.inject_nan_at_step:
                     loss = loss * float("nan")
                 loop.check_loss(float(loss.detach()), s)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 loss.backward()
-                optimizer.step()
-                scheduler.step()
+                optimizer.step(_learning_rate(args, s))
                 averager.update(s)
                 if args.smoothing == "swa" and len(bn_batches) < 8:
                     bn_batches.append(x)

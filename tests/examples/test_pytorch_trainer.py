@@ -212,3 +212,34 @@ def test_a_gcs_trial_folder_gets_metrics_and_checkpoint(fake_gcs, tmp_path: Path
     assert [e.training_step for e in record.training_accuracy_over_steps] == [2, 5]
     assert storage.read("checkpoint.pt")[0][:2] == b"PK"  # a torch zip archive
     assert storage.read(p.JOB_STATUS_FILE)[0] == p.encode_job_status("success")
+
+
+def test_nesterov_sgd_matches_torch_optim_and_round_trips() -> None:
+    import copy
+
+    import torch
+
+    from examples.pytorch.optim import NesterovSGD
+
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    theirs = copy.deepcopy(ours)
+    opt = NesterovSGD(ours.parameters(), momentum=0.9, weight_decay=1e-3)
+    ref = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    for step in range(4):
+        x = torch.randn(16, 4)
+        for model in (ours, theirs):
+            model(x).pow(2).mean().backward()
+        opt.step(0.1 / (step + 1))
+        for group in ref.param_groups:
+            group["lr"] = 0.1 / (step + 1)
+        ref.step()
+        opt.zero_grad()
+        ref.zero_grad()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b)
+    clone = NesterovSGD(copy.deepcopy(ours).parameters(), momentum=0.9)
+    clone.load_state_dict(opt.state_dict())
+    torch.testing.assert_close(clone.buffers, opt.buffers)
+    with pytest.raises(RuntimeError, match="does not match"):
+        NesterovSGD(torch.nn.Linear(2, 2).parameters()).load_state_dict(opt.state_dict())
