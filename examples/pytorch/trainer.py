@@ -113,12 +113,15 @@ def load_architecture(args: argparse.Namespace, model_dir: str) -> dict[str, Any
 
 
 def save_checkpoint(model_dir: str, state: dict[str, Any]) -> None:
-    """Atomically replace ``checkpoint.pt``: temp file + ``os.replace`` locally, one upload on GCS."""
-    storage = open_storage(model_dir)
+    """Atomically replace ``checkpoint.pt``: temp file + fsync + ``os.replace`` locally, one upload on GCS."""
+    storage = ptu.get_reporter(model_dir).storage  # the trial's open storage (one GCS client per trial)
     if isinstance(storage, LocalStorage):
         os.makedirs(storage.root, exist_ok=True)
         tmp = os.path.join(storage.root, f".{CHECKPOINT_FILE}.tmp.{os.getpid()}")
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, storage.path(CHECKPOINT_FILE))
         return
     buffer = io.BytesIO()
