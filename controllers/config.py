@@ -10,7 +10,7 @@ The search controller builds its ``SearchConfig`` from the shared parts::
 
 and loads it with ``load_config(path, SearchConfig)``. ``ControllerConfig``
 carries: ``controller_dir``, ``job_name``, ``seed``, ``trainer``,
-``search_space`` (optional), ``runner``, ``timeouts``.
+``search_space`` (optional), ``runner``, ``timeouts``, ``latency``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "SearchSpaceConfig",
     "RunnerConfig",
     "TimeoutsConfig",
+    "LatencyConfig",
     "ControllerConfig",
     "VarianceConfig",
     "ModelSelectionConfig",
@@ -177,8 +178,62 @@ class TimeoutsConfig(StrictModel):
         )
 
 
+_WORKER_OWN_FLAGS = ("--watch", "--controller-dir", "--workers", "--worker-id", "--device")
+
+
+class LatencyConfig(StrictModel):
+    """Where trial latencies come from (model selection's spread, the search's latency correlation).
+
+    * ``mode: trainer`` (default): the trainer measures itself and records
+      ``latency`` in ``TRIAL_TRAINING_METRICS.json``.
+    * ``mode: worker``: the trainer exports its model and waits
+      (``proxy_task_utils.export_and_wait_for_latency``, e.g. the trainer's
+      ``--latency_mode=worker`` flag, set in ``trainer.args``); a latency worker
+      measures it on its own device and answers in ``saved_model/model_latency.json``,
+      which the controller reads. For a local ``controller_dir`` the controller
+      starts ``num_workers`` worker processes on this machine; for ``gs://`` start
+      them yourself on the measuring machines
+      (``proxy-task latency-worker --watch <controller_dir> --workers N --worker-id K``)
+      or set ``start_local_workers: true``. They exit when the controller ends.
+    * ``mode: none``: no latency at all.
+    """
+
+    mode: Literal["none", "trainer", "worker"] = "trainer"
+    num_workers: int = Field(default=1, ge=1)
+    device: str = "cpu"
+    start_local_workers: bool | None = None  # None: yes for a local controller_dir, no for gs://
+    worker_args: list[str] = Field(default_factory=list)  # more latency-worker flags, e.g. ["--repeats", "50"]
+    timeout_secs: float = Field(default=600.0, gt=0)  # informational: pass the trainer its own wait flag
+    exit_timeout_secs: float = Field(default=60.0, ge=0)  # wait this long for the workers at the end, then stop them
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not (v == "cpu" or v.startswith(("cuda", "gpu"))):
+            raise ValueError(f"latency.device must be cpu, cuda, cuda:N or gpu, but got {v!r}")
+        return v
+
+    @field_validator("worker_args")
+    @classmethod
+    def _own_flags(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a.split("=", 1)[0] in _WORKER_OWN_FLAGS]
+        if bad:
+            raise ValueError(
+                f"latency.worker_args must not set {bad}: the controller sets them (use latency.num_workers / latency.device)"
+            )
+        return v
+
+    def starts_local_workers(self, controller_dir: str) -> bool:
+        """Whether the controller starts worker processes on this machine."""
+        if self.mode != "worker":
+            return False
+        if self.start_local_workers is not None:
+            return self.start_local_workers
+        return "://" not in controller_dir
+
+
 class ControllerConfig(StrictModel):
-    """Shared by all tools: the controller folder, the trainer, the runner, the timing."""
+    """Shared by all tools: the controller folder, the trainer, the runner, the timing, the latency source."""
 
     controller_dir: str = Field(min_length=1)
     job_name: str = Field(default="proxy_task", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -187,6 +242,7 @@ class ControllerConfig(StrictModel):
     search_space: SearchSpaceConfig | None = None
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
 
 
 class VarianceConfig(ControllerConfig):
@@ -229,6 +285,8 @@ class ModelSelectionConfig(ControllerConfig):
             raise ValueError(
                 f"final_num_models ({self.final_num_models}) must be <= start_num_models ({self.start_num_models})"
             )
+        if self.require_latency and self.latency.mode == "none":
+            raise ValueError("require_latency is true but latency.mode is 'none': set latency.mode to trainer or worker")
         return self
 
 

@@ -33,6 +33,7 @@ from controllers.jobs import (
     job_dir_uri,
     run_job,
 )
+from controllers.latency_mode import latency_workers, missing_latency_hint, trial_latency
 from controllers.progress import NullProgress, Progress
 from controllers.runners.base import Runner
 from controllers.search_space import load_search_space, sample_architectures
@@ -40,6 +41,7 @@ from controllers.state import MODEL_SELECTION_STATE_FILE, Lease, StateFile, open
 from controllers.stats import FINAL_ROUND_PCT, Candidate, filter_candidates, next_desired_pct, num_models_to_remove
 from controllers.testing import crash_point
 from proxy_task_utils import protocol as p
+from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import open_storage
 
 __all__ = ["ModelSelectionAborted", "ModelSelectionResult", "run_model_selection", "TOOL"]
@@ -102,6 +104,7 @@ class _Selection:
             "job_name": cfg.job_name,
             "max_failure_ratio": cfg.max_failure_ratio,
             "require_latency": cfg.require_latency,
+            "latency_mode": cfg.latency.mode,
             "architectures": {str(i + 1): a for i, a in enumerate(archs)},
             "status": "running",
             "abort_reason": None,
@@ -214,11 +217,18 @@ class _Selection:
             self.save()
             return
         candidates = []
+        job = open_storage(it["job_dir"])
+        mode = cfg.latency.mode
+        it["latency_problems"] = {}
         for t in result.trials:
             m = t.metrics
             ok = t.state is TrialState.SUCCEEDED and m is not None
             acc = m.accuracy_at_pct(desired) if ok else None
-            lat = m.latency if ok and m.has_valid_latency else None
+            lat = None
+            if ok:  # from the source latency.mode names; a malformed file is recorded and counts as missing
+                lat, problem = trial_latency(job.child(t.trial_id), mode)
+                if lat is None and mode != "none":
+                    it["latency_problems"][t.trial_id] = problem or missing_latency_hint(job.child(t.trial_id), mode)
             it["scores"][t.trial_id] = {"accuracy": acc, "latency": lat, "state": t.state.value}
             candidates.append(Candidate(t.trial_id, acc, lat if cfg.require_latency else None))
         n_remove = num_models_to_remove(it["num_trials"], cfg.final_num_models, cfg.num_models_to_remove_per_iter)
@@ -255,11 +265,19 @@ class _Selection:
         self.state = loaded or self.new_state()
         if self.state["status"] == "aborted":
             raise ModelSelectionAborted(self.state["abort_reason"])
+        recorded = self.state.setdefault("latency_mode", "trainer")  # states before latency.mode: trainer
+        if recorded != self.config.latency.mode and self.state["iterations"]:
+            raise ConfigurationError(
+                f"latency.mode is {self.config.latency.mode!r} but {self.state_file.uri} ran with {recorded!r}: "
+                "keep the recorded mode (rounds must compare latencies from one source) or use a new controller_dir"
+            )
+        self.state["latency_mode"] = self.config.latency.mode
         self.save()
-        while self.state["status"] == "running":
-            its = self.state["iterations"]
-            it = its[-1] if its and not its[-1]["done"] else self.new_iteration()
-            self.finish_iteration(it, self.run_iteration(it))
+        with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
+            while self.state["status"] == "running":
+                its = self.state["iterations"]
+                it = its[-1] if its and not its[-1]["done"] else self.new_iteration()
+                self.finish_iteration(it, self.run_iteration(it))
         return ModelSelectionResult(self.state["final_job_dir"], self.state["reference_trials"], self.state)
 
 

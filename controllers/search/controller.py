@@ -28,13 +28,14 @@ from controllers.jobs import (
     job_dir_uri,
     run_job,
 )
+from controllers.latency_mode import latency_workers, trial_latency
 from controllers.progress import NullProgress, Progress
 from controllers.runners import Runner
 from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
 from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference
 from controllers.search.proxy_configs import ProxyTaskConfig
-from controllers.search.reference import ReferenceModels
+from controllers.search.reference import ReferenceModels, model_selection_latency_mode, read_latencies
 from controllers.search.state import (
     DONE,
     FAILED_DESIRED_LATENCY_CORRELATION,
@@ -139,6 +140,12 @@ class SearchController:
                     f"correlation is {self.config.correlation!r} but {self.state_file.uri} was decided with "
                     f"{self.state.correlation_method!r}; keep the recorded method or use a new controller_dir"
                 )
+            recorded = self.state.settings.get("latency_mode", "trainer")  # states before latency.mode: trainer
+            if recorded != self.config.latency.mode and self.state.reference:
+                raise ConfigurationError(
+                    f"latency.mode is {self.config.latency.mode!r} but {self.state_file.uri} read the reference "
+                    f"latencies in mode {recorded!r}; keep the recorded mode or use a new controller_dir"
+                )
         self.state.correlation_method = self.config.correlation
         self.state.stop_rule = self.config.stop_rule
         self.state.targets = self.targets.to_dict()
@@ -150,6 +157,7 @@ class SearchController:
             "train_steps_arg": self.config.train_steps_arg,
             "decay_steps_arg": self.config.decay_steps_arg,
             "base_args": dict(self.config.trainer.args),
+            "latency_mode": self.config.latency.mode,
         }
 
     def _prepare_reference(self) -> None:
@@ -157,6 +165,7 @@ class SearchController:
             self.reference = ReferenceModels.from_dict(self.state.reference)
         else:
             self.reference = load_reference(self.config)
+            self._read_reference_latencies(self.reference)
             self.state.reference = self.reference.to_dict()
             for w in self.reference.warnings:
                 self.state.warn(w)
@@ -165,6 +174,17 @@ class SearchController:
                 "the reference has no latencies: the latency correlation is not checked "
                 "(as in the reference tool, which checks it only when a latency job ran)"
             )
+
+    def _read_reference_latencies(self, ref: ReferenceModels) -> None:
+        """Reference latencies from the source ``latency.mode`` names (a table keeps its own column)."""
+        mode, rc = self.config.latency.mode, self.config.reference
+        if mode == "none" or (mode != "trainer" and rc.table is None):
+            read_latencies(ref, mode)
+        if rc.model_selection_dir and mode != "none":
+            recorded = model_selection_latency_mode(rc.model_selection_dir)
+            if recorded != mode:
+                ref.warnings.insert(0, f"the model selection ran with latency.mode {recorded!r} but this search reads "
+                                       f"latencies in mode {mode!r}: use the same latency.mode in both configs")
 
     def _reference_has_latency(self) -> bool:
         assert self.reference is not None
@@ -225,12 +245,13 @@ class SearchController:
         self.save()
         if verdict is not None and not verdict.reachable and self.config.noise and self.config.noise.abort_if_unreachable:
             raise SearchAborted(verdict.message)
-        for cfg in configs:
-            entry = self.state.proxy_tasks_map[cfg.name]
-            if entry.status == DONE:
-                logger.info("proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state)
-                continue
-            self._evaluate(cfg, entry)
+        with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
+            for cfg in configs:
+                entry = self.state.proxy_tasks_map[cfg.name]
+                if entry.status == DONE:
+                    logger.info("proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state)
+                    continue
+                self._evaluate(cfg, entry)
         self._update_best()
         self.state.finished = True
         self.save()
@@ -424,7 +445,7 @@ class SearchController:
         latency = None
         if self._reference_has_latency():
             assert self.reference is not None
-            proxy_lat = [m.latency if m is not None and m.latency > 0 else None for m in metrics]
+            proxy_lat = self._proxy_latencies(entry)
             check = ev.latency_check(
                 self.reference.latencies, proxy_lat, self.targets, min_pairs=self.config.min_pairs,
                 min_valid_ratio=self.config.min_valid_ratio, n_bootstrap=self.config.bootstrap_resamples,
@@ -454,6 +475,18 @@ class SearchController:
         self._plot(entry, stats, metrics, latency=latency)
         logger.info("proxy task %s: %s (%s)", entry.proxy_task_name, s.stopping_state, entry.stop_reason)
         self.progress.message(f"proxy task {entry.proxy_task_name}: {s.stopping_state}")
+
+    def _proxy_latencies(self, entry: ProxyTaskEntry) -> list[float | None]:
+        """Proxy trial latencies in reference order, read in the reference's ``latency.mode``."""
+        assert self.reference is not None
+        job = open_storage(entry.search_job_link)
+        out: list[float | None] = []
+        for k in range(1, self.reference.num_trials + 1):
+            lat, problem = trial_latency(job.child(str(k)), self.config.latency.mode)
+            if problem:
+                self.state.warn(f"proxy task {entry.proxy_task_name} trial {k}: {problem}")
+            out.append(lat if lat is not None and lat > 0 else None)
+        return out
 
     def _plot(self, entry: ProxyTaskEntry, stats: StepStats, metrics: list[Any], *,
               latency: tuple[Any, Any, str] | None = None) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.latency_mode import trial_latency
 from proxy_task_utils import protocol
 from proxy_task_utils.errors import ConfigurationError, NotFoundError, PreconditionFailedError, ProtocolError
 from proxy_task_utils.storage import Storage, join_uri, open_storage
@@ -27,6 +28,8 @@ __all__ = [
     "list_trial_ids",
     "reference_from_job_dir",
     "reference_from_model_selection",
+    "read_latencies",
+    "model_selection_latency_mode",
     "reference_from_table",
     "parse_reference_table",
     "TABLE_JOB_DIR",
@@ -143,6 +146,7 @@ def reference_from_job_dir(
     trial_ids: Sequence[str] | None = None,
     require_complete: bool = True,
     source: str | None = None,
+    latency_mode: str = "trainer",
 ) -> ReferenceModels:
     """Reads the final accuracy, latency and training time of each trial of a finished job.
 
@@ -152,6 +156,7 @@ def reference_from_job_dir(
         require_complete: A trial counts only if its record reaches 100 %: an interrupted
             full training is not a full-training score.
         source: Label for reports.
+        latency_mode: Where latencies are read (see :func:`read_latencies`).
     """
     storage = open_storage(job_dir)
     ids = list(trial_ids) if trial_ids is not None else list_trial_ids(storage)
@@ -186,7 +191,35 @@ def reference_from_job_dir(
         ref.hours.append(hrs)
         ref.steps.append(steps)
         ref.curves.append(curve)
+    if latency_mode != "trainer":
+        read_latencies(ref, latency_mode)
     return ref
+
+
+def read_latencies(ref: ReferenceModels, mode: str) -> None:
+    """Re-reads ``ref.latencies`` from the trials of ``ref.job_dir`` in ``latency.mode`` (in place).
+
+    The search reads its proxies the same way, so both sides of the latency correlation
+    come from one source: ``trainer`` the metrics files, ``worker`` each trial's
+    ``saved_model/model_latency.json``, ``none`` nothing. A malformed file is a warning
+    and a missing latency; only latencies > 0 count.
+    """
+    storage = open_storage(ref.job_dir)
+    latencies: list[float | None] = []
+    for tid in ref.trial_ids:
+        lat, problem = trial_latency(storage.child(tid), mode)
+        if problem:
+            ref.warnings.append(f"reference trial {tid}: {problem}")
+        latencies.append(lat if lat is not None and lat > 0.0 else None)
+    ref.latencies = latencies
+
+
+def model_selection_latency_mode(model_selection_dir: str) -> str:
+    """The ``latency.mode`` a model selection ran with (``trainer`` when its state predates the key)."""
+    storage = open_storage(model_selection_dir)
+    data, _ = storage.read(MODEL_SELECTION_STATE_FILE)
+    mode = protocol.load_json_object(data, path=join_uri(storage.uri, MODEL_SELECTION_STATE_FILE)).get("latency_mode")
+    return mode if isinstance(mode, str) else "trainer"
 
 
 def _final_job_dir(ms_storage: Storage, ms_state: Mapping[str, Any], path: str) -> tuple[str, int | None]:

@@ -10,6 +10,7 @@ the trial id and ``--noise_seed`` (so a re-run gives the same numbers).
 Architecture params (``--nas_params_str``, all optional):
     ``quality`` in [0, 1]: the accuracy plateau (default: from a hash of the params).
     ``latency_ms``: the latency recorded at the end (default: from a hash, 1..50).
+    ``size``: the width of the exported MLP with ``--latency_mode=worker`` (default ``16 * latency_ms``).
     ``fail``: ``none`` | ``crash`` | ``hang`` | ``nan`` | ``oom``: fail this architecture.
 
 Flags:
@@ -24,6 +25,15 @@ Flags:
     --failure_plan=ID:MODE,...  fail the trials with these ``CLOUD_ML_TRIAL_ID``s (fresh trials only).
     --retrain_failure_plan=...  the same for re-training trials (``--retrain_search_job_dir`` given).
     --fail_at_cycle=C (0)       failures happen before cycle C (0: before any metrics).
+    --latency_mode=MODE (trainer)
+                                ``trainer``: record ``latency_ms`` as the trial's latency (the trainer
+                                measures itself). ``worker``: after the last cycle, build a real tiny
+                                torch MLP (3 square layers of width ``size``, so larger sizes are
+                                really slower), export it with ``export_and_wait_for_latency`` and
+                                record the latency worker's answer; exits 4 with the reason when no
+                                worker answers or the worker cannot measure. torch is imported only here.
+    --latency_timeout_secs=S (600)  how long to wait for the worker's answer.
+    --latency_poll_secs=S (1)   how often to look for it.
     --retrain_search_job_dir, --retrain_search_job_trials, --retrain_use_search_job_checkpoint:
                                 as the reference: the architecture comes from the search trial's
                                 ``nas_params_str.json``; with the checkpoint flag True the step
@@ -71,6 +81,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--failure_plan", default="")
     ap.add_argument("--retrain_failure_plan", default="")
     ap.add_argument("--fail_at_cycle", type=int, default=0)
+    ap.add_argument("--latency_mode", choices=("trainer", "worker"), default="trainer")
+    ap.add_argument("--latency_timeout_secs", type=float, default=600.0)
+    ap.add_argument("--latency_poll_secs", type=float, default=1.0)
     args, unknown = ap.parse_known_args(argv)
     if unknown:
         print(f"replay_trainer: ignoring proxy flags {unknown}", flush=True)
@@ -123,6 +136,34 @@ def _fail(mode: str, model_dir: str) -> None:
         sys.exit(1)
 
 
+def mlp_width(params: dict) -> int:
+    """Width of the exported MLP: ``size``, else ``16 * latency_ms`` (so latency order = size order)."""
+    latency_ms = float(params.get("latency_ms", 1.0 + 49.0 * _hash01("latency", params)))
+    return max(4, min(4096, int(params.get("size", round(16 * latency_ms)))))
+
+
+def _worker_latency(params: dict, model_dir: str, args: argparse.Namespace) -> float:
+    """Export a real MLP of the architecture's width and wait for the latency worker's answer (recorded)."""
+    import torch
+
+    from proxy_task_utils.latency import LatencyError, export_and_wait_for_latency
+
+    torch.manual_seed(0)
+    width = mlp_width(params)
+    layers: list[torch.nn.Module] = []
+    for _ in range(3):
+        layers += [torch.nn.Linear(width, width), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers).eval()
+    try:
+        answer = export_and_wait_for_latency(model, model_dir, torch.zeros(1, width), timeout_secs=args.latency_timeout_secs,
+                                             poll_secs=args.latency_poll_secs)  # fmt: skip
+    except LatencyError as exc:
+        print(f"replay trainer: no latency: {exc}", flush=True)
+        sys.exit(4)
+    print(f"replay trainer: worker latency {answer.latency_in_milliseconds:.4f} ms (width {width})", flush=True)
+    return answer.latency_in_milliseconds
+
+
 def _read_checkpoint(folder: str) -> int:
     try:
         data, _ = open_storage(folder).read(CHECKPOINT_FILE)
@@ -170,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         open_storage(model_dir).write(CHECKPOINT_FILE, json.dumps({"step": step}).encode())
     if mode != "none" and done_cycles == args.fail_at_cycle and step >= total:
         _fail(mode, model_dir)
-    latency = float(params.get("latency_ms", 1.0 + 49.0 * _hash01("latency", params)))
-    ptu.update_trial_training_latency_metric(model_dir, latency)
+    if args.latency_mode == "worker":
+        _worker_latency(params, model_dir, args)  # export_and_wait_for_latency records it
+    else:
+        latency = float(params.get("latency_ms", 1.0 + 49.0 * _hash01("latency", params)))
+        ptu.update_trial_training_latency_metric(model_dir, latency)
     final = ptu.get_reporter(model_dir).metrics.final_accuracy
     if final is not None:
         ptu.report_reward(model_dir, max(final, ptu.MIN_ALLOWED_METRIC), global_step=step)
