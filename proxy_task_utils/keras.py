@@ -180,7 +180,7 @@ class ProxyTaskCallback(keras.callbacks.Callback):
         """Optimizer steps done so far (the model must be compiled)."""
         if self.model is None or getattr(self.model, "optimizer", None) is None:
             raise ConfigurationError("the callback has no compiled model yet; pass it to model.fit(callbacks=[...])")
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return int(self.model.optimizer.iterations.numpy())
 
     def stop_requested(self, global_step: int | None = None) -> bool:
         """Whether the controller asks to stop before training from ``global_step`` on.
@@ -400,7 +400,7 @@ def ema_weights(model: keras.Model) -> Iterator[keras.Model]:
     if not getattr(optimizer, "built", False):
         raise ConfigurationError("ema_weights: the optimizer has no averages yet (train at least one step first)")
     variables = model.trainable_variables
-    saved = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+    saved = [np.array(v.numpy()) for v in variables]
     optimizer.finalize_variable_values(variables)
     try:
         yield model

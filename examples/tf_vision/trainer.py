@@ -124,7 +124,7 @@ def save_checkpoint(model_dir: str, model: keras.Model, step: int, arch: dict[st
     for i, w in enumerate(model.get_weights()):
         arrays[f"model_{i}"] = w
     for i, v in enumerate(model.optimizer.variables):
-        arrays[f"optimizer_{i}"] = keras.ops.convert_to_numpy(v)
+        arrays[f"optimizer_{i}"] = np.asarray(v.numpy())
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     open_storage(model_dir).write(CHECKPOINT_FILE, buffer.getvalue())
