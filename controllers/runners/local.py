@@ -58,6 +58,17 @@ def _read_json(path: str) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
+def resolve_python(argv: list[str]) -> list[str]:
+    """A trainer command starting with ``python``/``python3`` runs on the controller's interpreter.
+
+    Locally that is what a user in a virtual environment means: the trainer sees
+    the same installed packages as the controller, whatever ``PATH`` says.
+    """
+    if argv and argv[0] in ("python", "python3"):
+        return [sys.executable, *argv[1:]]
+    return list(argv)
+
+
 class LocalRunner(Runner):
     """Runs trials as subprocesses of this machine.
 
@@ -117,7 +128,7 @@ class LocalRunner(Runner):
             "--token", spec.launch_token or "-",
             "--pid-file", self._pid_file(log_path),
             "--exit-file", self._exit_file(log_path),
-            "--", *spec.argv,
+            "--", *resolve_python(spec.argv),
         ]  # fmt: skip
         env = trial_env(spec, self._base_env)
         try:

@@ -179,3 +179,11 @@ def test_recover_finds_a_launch_that_was_not_recorded(tmp_path):
     other = _spec(tmp_path / "other", _py("pass"), token=uuid.uuid4().hex)
     assert second.recover(other) is None
     assert _wait_final(first, handle).status is TrialStatus.SUCCEEDED
+
+
+def test_python_means_the_controllers_interpreter():
+    from controllers.runners.local import resolve_python
+
+    assert resolve_python(["python", "-m", "x"]) == [sys.executable, "-m", "x"]
+    assert resolve_python(["python3", "t.py"]) == [sys.executable, "t.py"]
+    assert resolve_python(["/usr/bin/python", "t.py"]) == ["/usr/bin/python", "t.py"]
