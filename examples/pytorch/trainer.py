@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--batch_size", type=int, default=32)
     a("--learning_rate", type=float, default=0.1)
     a("--weight_decay", type=float, default=5e-5)
-    a("--seed", type=int, default=0)
+    a("--seed", type=int, default=None,
+      help="weights, batches and distortions (default: the trial id, so copies of one model differ like reruns)")
     a("--smoothing", choices=SMOOTHING_MODES, default="ema")
     a("--ema_decay", type=float, default=0.97)
     a("--latency_repeats", type=int, default=30, help="batch-1 CPU inferences; the median is reported")
@@ -175,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
     if not model_dir:
         raise ptu.ConfigurationError("pass --job-dir (the trial folder) or set AIP_MODEL_DIR")
     torch.set_num_threads(args.num_threads)
+    if args.seed is None:
+        trial_id = ptu.get_trial_id_from_environment(default="0")
+        args.seed = int(trial_id) if trial_id.isdigit() else 0
     torch.manual_seed(args.seed)
     loop = ProxyTaskLoop(model_dir, args.train_steps, args.eval_every_steps)
     with loop:
