@@ -203,7 +203,9 @@ class LatencyConfig(StrictModel):
     device: str = "cpu"
     start_local_workers: bool | None = None  # None: yes for a local controller_dir, no for gs://
     worker_args: list[str] = Field(default_factory=list)  # more latency-worker flags, e.g. ["--repeats", "50"]
-    timeout_secs: float = Field(default=600.0, gt=0)  # informational: pass the trainer its own wait flag
+    # How long trainers wait for an answer (give the trainer the same value through its own flag);
+    # checked against timeouts.no_metrics_timeout_secs and timeouts.stop_grace_secs.
+    timeout_secs: float = Field(default=600.0, gt=0)
     exit_timeout_secs: float = Field(default=60.0, ge=0)  # wait this long for the workers at the end, then stop them
 
     @field_validator("device")
@@ -243,6 +245,23 @@ class ControllerConfig(StrictModel):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+
+    @model_validator(mode="after")
+    def _latency_wait(self) -> ControllerConfig:
+        if self.latency.mode != "worker":
+            return self
+        wait, silent, grace = self.latency.timeout_secs, self.timeouts.no_metrics_timeout_secs, self.timeouts.stop_grace_secs
+        if silent is not None and wait >= silent:
+            raise ValueError(
+                f"latency.timeout_secs ({wait:g}) must be < timeouts.no_metrics_timeout_secs ({silent:g}): "
+                "a trainer waiting for its latency writes no metrics and would be cancelled"
+            )
+        if wait > grace:
+            raise ValueError(
+                f"latency.timeout_secs ({wait:g}) must be <= timeouts.stop_grace_secs ({grace:g}): a trainer told "
+                "to stop still waits for its latency before it exits"
+            )
+        return self
 
 
 class VarianceConfig(ControllerConfig):

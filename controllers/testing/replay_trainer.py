@@ -10,7 +10,7 @@ the trial id and ``--noise_seed`` (so a re-run gives the same numbers).
 Architecture params (``--nas_params_str``, all optional):
     ``quality`` in [0, 1]: the accuracy plateau (default: from a hash of the params).
     ``latency_ms``: the latency recorded at the end (default: from a hash, 1..50).
-    ``size``: the width of the exported MLP with ``--latency_mode=worker`` (default ``16 * latency_ms``).
+    ``size``: channels of the exported CNN with ``--latency_mode=worker`` (default ``4 * latency_ms``).
     ``fail``: ``none`` | ``crash`` | ``hang`` | ``nan`` | ``oom``: fail this architecture.
 
 Flags:
@@ -27,11 +27,13 @@ Flags:
     --fail_at_cycle=C (0)       failures happen before cycle C (0: before any metrics).
     --latency_mode=MODE (trainer)
                                 ``trainer``: record ``latency_ms`` as the trial's latency (the trainer
-                                measures itself). ``worker``: after the last cycle, build a real tiny
-                                torch MLP (3 square layers of width ``size``, so larger sizes are
-                                really slower), export it with ``export_and_wait_for_latency`` and
-                                record the latency worker's answer; exits 4 with the reason when no
-                                worker answers or the worker cannot measure. torch is imported only here.
+                                measures itself). ``worker``: before the first cycle, build a real tiny
+                                torch CNN (3 conv 3x3 layers of ``size`` channels on a 16x16 input:
+                                compute grows with size^2, so larger sizes are really slower) and export it (``export_for_latency``: the worker measures
+                                while the trial trains); after the last cycle wait for the latency
+                                worker's answer (``wait_for_latency``) and record it; exit 4 with the
+                                reason when no worker answers or it cannot measure. torch is imported
+                                only in this mode.
     --latency_timeout_secs=S (600)  how long to wait for the worker's answer.
     --latency_poll_secs=S (1)   how often to look for it.
     --retrain_search_job_dir, --retrain_search_job_trials, --retrain_use_search_job_checkpoint:
@@ -136,32 +138,39 @@ def _fail(mode: str, model_dir: str) -> None:
         sys.exit(1)
 
 
-def mlp_width(params: dict) -> int:
-    """Width of the exported MLP: ``size``, else ``16 * latency_ms`` (so latency order = size order)."""
+def cnn_channels(params: dict) -> int:
+    """Channels of the exported CNN: ``size``, else ``4 * latency_ms`` (so latency order = size order)."""
     latency_ms = float(params.get("latency_ms", 1.0 + 49.0 * _hash01("latency", params)))
-    return max(4, min(4096, int(params.get("size", round(16 * latency_ms)))))
+    return max(1, min(256, int(params.get("size", round(4 * latency_ms)))))
 
 
-def _worker_latency(params: dict, model_dir: str, args: argparse.Namespace) -> float:
-    """Export a real MLP of the architecture's width and wait for the latency worker's answer (recorded)."""
+def _export_cnn(params: dict, model_dir: str) -> None:
+    """Export a real CNN of the architecture's size for the latency worker (once per trial folder)."""
+    from proxy_task_utils.latency import EXPORT_MANIFEST_FILE, export_for_latency
+
+    if open_storage(model_dir).exists(EXPORT_MANIFEST_FILE):  # a restarted trial: exported already
+        return
     import torch
 
-    from proxy_task_utils.latency import LatencyError, export_and_wait_for_latency
-
     torch.manual_seed(0)
-    width = mlp_width(params)
+    c = cnn_channels(params)
     layers: list[torch.nn.Module] = []
-    for _ in range(3):
-        layers += [torch.nn.Linear(width, width), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers).eval()
+    for c_in in (3, c, c):
+        layers += [torch.nn.Conv2d(c_in, c, 3, padding=1), torch.nn.ReLU()]
+    export_for_latency(torch.nn.Sequential(*layers).eval(), model_dir, torch.zeros(1, 3, 16, 16))
+
+
+def _record_worker_latency(model_dir: str, args: argparse.Namespace) -> None:
+    """Wait for the latency worker's answer and record it as the trial's latency."""
+    from proxy_task_utils.latency import LatencyError, wait_for_latency
+
     try:
-        answer = export_and_wait_for_latency(model, model_dir, torch.zeros(1, width), timeout_secs=args.latency_timeout_secs,
-                                             poll_secs=args.latency_poll_secs)  # fmt: skip
+        answer = wait_for_latency(model_dir, timeout_secs=args.latency_timeout_secs, poll_secs=args.latency_poll_secs)
     except LatencyError as exc:
         print(f"replay trainer: no latency: {exc}", flush=True)
         sys.exit(4)
-    print(f"replay trainer: worker latency {answer.latency_in_milliseconds:.4f} ms (width {width})", flush=True)
-    return answer.latency_in_milliseconds
+    print(f"replay trainer: worker latency {answer.latency_in_milliseconds:.4f} ms", flush=True)
+    ptu.update_trial_training_latency_metric(model_dir, answer.latency_in_milliseconds)
 
 
 def _read_checkpoint(folder: str) -> int:
@@ -192,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         step = _read_checkpoint(
             ptu.get_retrain_search_job_model_dir(args.retrain_search_job_trials, args.retrain_search_job_dir)
         )
+    if args.latency_mode == "worker":
+        _export_cnn(params, model_dir)
     total = args.train_steps
     cycle = step // args.cycle_steps
     done_cycles = 0
@@ -212,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if mode != "none" and done_cycles == args.fail_at_cycle and step >= total:
         _fail(mode, model_dir)
     if args.latency_mode == "worker":
-        _worker_latency(params, model_dir, args)  # export_and_wait_for_latency records it
+        _record_worker_latency(model_dir, args)
     else:
         latency = float(params.get("latency_ms", 1.0 + 49.0 * _hash01("latency", params)))
         ptu.update_trial_training_latency_metric(model_dir, latency)
