@@ -203,7 +203,10 @@ class _Loop:
                     t.handle, t.state = found.to_dict(), TrialState.RUNNING
                     self._went_live(t.trial_id, found, now, beat_now=True)
                 else:
-                    t.state = TrialState.PENDING  # no trace of the launch: it never happened
+                    # no trace of the launch: it never happened (a batch's intent saved, the crash came
+                    # before this trial's turn), so it does not count as an attempt either
+                    t.state = TrialState.PENDING
+                    t.launches = max(0, t.launches - 1)
                 changed = True
         if self.record.stop_reason is not None:
             changed |= self._skip_pending()
