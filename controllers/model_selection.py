@@ -11,6 +11,12 @@ Differences from the reference: deterministic order (trial ids sorted, no
 ``set``), failures never crash the controller (failed trials are invalid),
 the run aborts with a diagnosis when more than ``max_failure_ratio`` of round
 0 fails, every decision is stored, and resume works from any point.
+
+Latency (for ``require_latency``'s (accuracy, latency) spread and the recorded
+scores) comes from the source ``latency.mode`` names: the trainer's metrics file
+(``trainer``) or the latency workers' ``saved_model/model_latency.json``
+(``worker``; the controller starts and stops local workers, see
+:mod:`controllers.latency_mode`). The mode is recorded and may not change on resume.
 """
 
 from __future__ import annotations
