@@ -19,7 +19,7 @@ Prints seconds and storage requests per poll (full poll, heartbeats and state
 saves included), and the ratios, for a local folder (fsync on, as in
 production) and a fake GCS server over HTTP.
 
-    python bench/poll_cost.py [--sizes 100,1000,10000] [--gcs-sizes 100,1000,2000] [--polls 6]
+    python bench/poll_cost.py [--sizes 100,1000,10000] [--gcs-sizes 100,1000] [--polls 6]
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def _bench(title: str, make_root: Callable[[], str], n: int, fractions: list[flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100,1000,10000")
-    ap.add_argument("--gcs-sizes", default="100,1000,2000", help="'' skips GCS")
+    ap.add_argument("--gcs-sizes", default="100,1000", help="'' skips GCS")
     ap.add_argument("--fractions", default="0.01,0.1")
     ap.add_argument("--polls", type=int, default=6, help="steady polls per fraction (naive: a third of them)")
     args = ap.parse_args(argv)
