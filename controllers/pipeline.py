@@ -9,7 +9,7 @@ its own controller folder under ``output_dir``::
     <output_dir>/search/            SEARCH_CONTROLLER_STATE.json, report.md, report.html, best_proxy_task.yaml, plots
 
 The shared keys (``trainer``, ``search_space``, ``runner``, ``timeouts``,
-``seed``, ``job_name``) are written once; each stage's own section takes the
+``latency``, ``seed``, ``job_name``) are written once; each stage's own section takes the
 keys of that tool's config (and ``trainer_args`` to add or override trainer
 flags for that stage only). The search reads its reference models from the
 model-selection folder and its seed noise from the variance folder.
@@ -25,6 +25,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from controllers.config import (
     ConfigError,
+    LatencyConfig,
     ModelSelectionConfig,
     RunnerConfig,
     SearchSpaceConfig,
@@ -57,6 +58,7 @@ class PipelineConfig(StrictModel):
     search_space: SearchSpaceConfig
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
     stages: list[Stage] = Field(default_factory=lambda: list(STAGES), min_length=1)
     variance: dict[str, Any] = Field(default_factory=dict)
     model_selection: dict[str, Any] = Field(default_factory=dict)
@@ -74,7 +76,7 @@ class PipelineConfig(StrictModel):
 
 def _stage_dict(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     section = dict(getattr(config, stage))
-    for shared in ("controller_dir", "trainer", "search_space", "runner", "timeouts", "seed", "job_name"):
+    for shared in ("controller_dir", "trainer", "search_space", "runner", "timeouts", "latency", "seed", "job_name"):
         if shared in section:
             raise ValueError(f"{stage}.{shared}: set it once at the top level of the pipeline config")
     trainer = config.trainer.model_dump()
@@ -89,6 +91,7 @@ def _stage_dict(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
         "trainer": trainer,
         "runner": config.runner.model_dump(exclude_none=True),
         "timeouts": config.timeouts.model_dump(),
+        "latency": config.latency.model_dump(exclude_none=True),
     }
     if stage != "search":
         base["search_space"] = config.search_space.model_dump(exclude_none=True)

@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--latency_repeats", type=int, default=30, help="batch-1 CPU inferences; the median is reported")
     a("--target_latency_ms", type=float, default=0.0, help="> 0: reward = accuracy * min(1, target/latency)")
     a("--num_threads", type=int, default=1, help="torch threads for training")
+    a("--latency_mode", choices=("trainer", "worker"), default="trainer",
+      help="trainer: measure batch-1 CPU latency here; worker: export the model and wait for a latency worker")
+    a("--latency_timeout_secs", type=float, default=600.0, help="--latency_mode=worker: how long to wait")
     a("--inject_nan_at_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: make the loss NaN
     args = parser.parse_args(argv)
     _check_args(parser, args)
@@ -87,6 +90,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         (args.learning_rate > 0, "--learning_rate must be > 0"),
         (args.latency_repeats >= 1, "--latency_repeats must be >= 1"),
         (args.num_threads >= 1, "--num_threads must be >= 1"),
+        (args.latency_timeout_secs > 0, "--latency_timeout_secs must be > 0"),
         (args.target_latency_ms >= 0, "--target_latency_ms must be >= 0 (0 = off)"),
     ]
     for ok, message in rules:
@@ -216,8 +220,16 @@ def run(args: argparse.Namespace) -> int:
             loop.report_cycle(accuracy, begin, end, train_secs)
             save_checkpoint(model_dir, _checkpoint_state(model, optimizer, averager, step, arch, args))
             logger.info("step %d/%d accuracy %.4f (%.2f s)", step, args.train_steps, accuracy, train_secs)
-        latency_ms = measure_latency_ms(model, repeats=args.latency_repeats)
-        loop.report_latency(latency_ms)
+        if args.latency_mode == "worker":
+            from proxy_task_utils.latency import export_and_wait_for_latency
+
+            answer = export_and_wait_for_latency(  # also records it in the metrics file
+                model, model_dir, torch.zeros(1, 1, 8, 8), timeout_secs=args.latency_timeout_secs
+            )
+            latency_ms = answer.latency_in_milliseconds
+        else:
+            latency_ms = measure_latency_ms(model, repeats=args.latency_repeats)
+            loop.report_latency(latency_ms)
         _report(args, model_dir, loop, step, latency_ms)
     return loop.exit_code
 

@@ -116,3 +116,13 @@ def test_full_pipeline_through_the_cli(tmp_path):
     resumed = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert "Best proxy task: short" in resumed.stdout
+
+
+def test_latency_section_is_shared(tmp_path):
+    data = _pipeline(str(tmp_path))
+    data["latency"] = {"mode": "none"}
+    stages = stage_configs(parse_config(data, PipelineConfig))
+    assert {s.latency.mode for s in stages.values()} == {"none"}
+    data["search"]["latency"] = {"mode": "worker"}
+    with pytest.raises(ConfigError, match="search.latency: set it once"):
+        parse_config(data, PipelineConfig)

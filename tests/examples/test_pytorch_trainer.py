@@ -243,3 +243,22 @@ def test_nesterov_sgd_matches_torch_optim_and_round_trips() -> None:
     torch.testing.assert_close(clone.buffers, opt.buffers)
     with pytest.raises(RuntimeError, match="does not match"):
         NesterovSGD(torch.nn.Linear(2, 2).parameters()).load_state_dict(opt.state_dict())
+
+
+def test_latency_from_a_worker(tmp_path: Path) -> None:
+    """--latency_mode=worker: the trainer exports its model; a real worker process answers."""
+    from controllers.latency_worker import mark_controller_finished, start_local_workers
+
+    model_dir = trial_dir(tmp_path, "job")
+    workers = start_local_workers(str(tmp_path), 1, extra_args=["--poll-secs", "0.2", "--repeats", "5", "--warmup", "1"],
+                                  env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        result = run_trainer(model_dir, "--latency_mode=worker", "--latency_timeout_secs=90")
+    finally:
+        mark_controller_finished(str(tmp_path), reason="test done")
+        for proc in workers:
+            proc.wait(timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = p.decode_model_latency((model_dir / p.MODEL_LATENCY_FILE).read_bytes())
+    assert answer.latency_in_milliseconds > 0
+    assert metrics(model_dir).latency == answer.latency_in_milliseconds
