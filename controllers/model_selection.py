@@ -43,6 +43,7 @@ from controllers.latency_mode import latency_workers, missing_latency_hint, tria
 from controllers.progress import NullProgress, Progress
 from controllers.runners.base import Runner
 from controllers.search_space import load_search_space, sample_architectures
+from controllers.session import controller_session
 from controllers.state import MODEL_SELECTION_STATE_FILE, Lease, StateFile, open_state
 from controllers.stats import FINAL_ROUND_PCT, Candidate, filter_candidates, next_desired_pct, num_models_to_remove
 from controllers.testing import crash_point
@@ -304,13 +305,6 @@ def run_model_selection(
         controllers.state.StateError: a state file exists and ``resume`` is False, or it is corrupt.
         controllers.state.LeaseHeldError: another controller drives the folder.
     """
-    storage = open_storage(config.controller_dir)
-    lease = Lease(storage, timeout_secs=config.timeouts.lease_timeout_secs, clock=clock, sleep=sleep)
-    lease.acquire()
-    runner = runner or config.runner.make_runner()
-    try:
+    with controller_session(config, runner=runner, clock=clock, sleep=sleep) as (lease, runner):
         return _Selection(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume)
-    finally:
-        lease.release()
-        runner.close()
 

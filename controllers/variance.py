@@ -29,6 +29,7 @@ from controllers.jobs import JobRecord, JobResult, JobSpec, TrialPlan, TrialStat
 from controllers.progress import NullProgress, Progress
 from controllers.runners.base import Runner
 from controllers.search_space import load_search_space, sample_architectures
+from controllers.session import controller_session
 from controllers.state import MEASUREMENT_STATE_FILE, VARIANCE_RESULT_FILE, Lease, StateFile, open_state
 from controllers.stats import coefficient_of_variation, seed_std, smoothness
 from proxy_task_utils.storage import join_uri, open_storage
@@ -264,12 +265,5 @@ def run_variance_measurement(
         controllers.state.StateError: a state file exists and ``resume`` is False, or it is corrupt.
         controllers.state.LeaseHeldError: another controller drives the folder.
     """
-    storage = open_storage(config.controller_dir)
-    lease = Lease(storage, timeout_secs=config.timeouts.lease_timeout_secs, clock=clock, sleep=sleep)
-    lease.acquire()
-    runner = runner or config.runner.make_runner()
-    try:
+    with controller_session(config, runner=runner, clock=clock, sleep=sleep) as (lease, runner):
         return _Measurement(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume)
-    finally:
-        lease.release()
-        runner.close()
