@@ -1,60 +1,30 @@
-"""The digits task: scikit-learn's bundled 8x8 digits, made hard enough that architectures separate.
+"""The digits task as torch tensors (NCHW), with torch's own distortions.
 
-The images come from the csv file that ships inside scikit-learn, read with
-numpy (importing scikit-learn itself would cost a second per trial). The
-samples are shuffled with a fixed data seed before the split, the training
-pool is kept small, and both sets are distorted: small rotations, shifts and
-pixel noise. The test distortion is drawn once from the data seed, so every
-trial is evaluated on exactly the same images; training distortions are
-drawn per batch from the trial's own seed.
+Loading, shuffling, the split and the subsample are shared with the
+TensorFlow example (:mod:`examples.digits.data`). The distortions (small
+rotations, shifts, pixel noise) are drawn from a ``torch.Generator``: the test
+distortion once from the data seed, so every trial is evaluated on exactly the
+same images; training distortions per batch from the trial's own seed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from proxy_task_utils.data import subsample_indices
+from examples.digits import data as digits
+from examples.digits.data import DATA_SEED, MAX_ROTATION_DEG, MAX_SHIFT_PX, N_TEST, N_TRAIN_POOL, NOISE_STD, DigitsTask
 
 __all__ = ["DigitsTask", "load_digits_arrays", "make_task", "distort", "DATA_SEED"]
-
-DATA_SEED = 0  # fixes the shuffle, the split, the subsample and the test distortions for all trials
-N_TEST = 800
-N_TRAIN_POOL = 997  # 1797 - N_TEST
-MAX_ROTATION_DEG = 15.0
-MAX_SHIFT_PX = 1.0
-NOISE_STD = 0.25
-
-
-def _digits_csv_path() -> str:
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the digits example needs scikit-learn's bundled data: pip install scikit-learn")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", "digits.csv.gz")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"scikit-learn is installed but {path} is missing; reinstall scikit-learn")
-    return path
-
+__all__ += ["N_TEST", "N_TRAIN_POOL", "MAX_ROTATION_DEG", "MAX_SHIFT_PX", "NOISE_STD"]
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """(images ``float32 (N, 1, 8, 8)`` in [0, 1], labels ``int64 (N,)``) of the 1797 digits."""
-    data = np.loadtxt(_digits_csv_path(), delimiter=",", dtype=np.float32)
-    images = (data[:, :-1] / 16.0).reshape(-1, 1, 8, 8)
-    return images, data[:, -1].astype(np.int64)
-
-
-@dataclass
-class DigitsTask:
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+    images, labels = digits.load_digits()
+    return images.reshape(-1, 1, 8, 8), labels
 
 
 def distort(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -69,18 +39,13 @@ def distort(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out + NOISE_STD * torch.randn(out.shape, generator=generator)
 
 
-def make_task(training_data_pct: float = 100.0, *, data_seed: int = DATA_SEED) -> DigitsTask:
+def make_task(training_data_pct: float = 100.0, *, data_seed: int = DATA_SEED) -> DigitsTask[torch.Tensor]:
     """Shuffle, split, subsample ``training_data_pct`` % of the training pool, distort the test set."""
-    images, labels = load_digits_arrays()
-    order = np.random.default_rng(data_seed).permutation(len(labels))
-    images, labels = images[order], labels[order]
-    test_x, test_y = images[:N_TEST], labels[:N_TEST]
-    pool_x, pool_y = images[N_TEST:], labels[N_TEST:]
-    keep = subsample_indices(pool_y.tolist(), training_data_pct, seed=data_seed)
+    split = digits.split_digits(*load_digits_arrays(), training_data_pct, data_seed=data_seed)
     generator = torch.Generator().manual_seed(data_seed + 1)
     return DigitsTask(
-        train_x=torch.from_numpy(pool_x[keep]),
-        train_y=torch.from_numpy(pool_y[keep]),
-        test_x=distort(torch.from_numpy(test_x), generator),
-        test_y=torch.from_numpy(test_y),
+        train_x=torch.from_numpy(split.train_x),
+        train_y=torch.from_numpy(split.train_y),
+        test_x=distort(torch.from_numpy(split.test_x), generator),
+        test_y=torch.from_numpy(split.test_y),
     )

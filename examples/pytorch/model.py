@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from examples.pytorch.search_space import NUM_STAGES, validate
+from examples.digits import arch as digits_arch
+from examples.pytorch.search_space import validate
 
 __all__ = ["build_model", "stage_channels", "measure_latency_ms"]
 
@@ -25,16 +26,9 @@ _STRIDES = (2, 1, 2)  # 8x8 stem -> 4x4 -> 4x4 -> 2x2
 NUM_CLASSES = 10
 
 
-def _round_channels(c: float) -> int:
-    return max(4, int(round(c / 4.0)) * 4)
-
-
 def stage_channels(arch: dict[str, Any], model_scale: float = 1.0) -> tuple[int, list[int]]:
     """(stem channels, per-stage output channels) for an architecture at a model scale."""
-    if not 0 < model_scale <= 4:
-        raise ValueError(f"model_scale must be in (0, 4], but got {model_scale}")
-    w = float(arch["width_multiplier"]) * model_scale
-    return _round_channels(_BASE_STEM * w), [_round_channels(c * w) for c in _BASE_CHANNELS]
+    return digits_arch.stage_channels(arch, model_scale, base_stem=_BASE_STEM, base_channels=_BASE_CHANNELS)
 
 
 class MBConv(nn.Module):
@@ -69,18 +63,9 @@ class DigitsMnasNet(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
         c_in = stem
-        for i in range(NUM_STAGES):
-            for d in range(int(arch[f"stage{i}_depth"])):
-                blocks.append(
-                    MBConv(
-                        c_in,
-                        channels[i],
-                        kernel=int(arch[f"stage{i}_kernel"]),
-                        expansion=int(arch[f"stage{i}_expansion"]),
-                        stride=_STRIDES[i] if d == 0 else 1,
-                    )
-                )
-                c_in = channels[i]
+        for block in digits_arch.blocks(arch, channels, _STRIDES):
+            blocks.append(MBConv(c_in, block.c_out, kernel=block.kernel, expansion=block.expansion, stride=block.stride))
+            c_in = block.c_out
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in, NUM_CLASSES)
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import proxy_task_utils as ptu
+from examples.digits import flags, trial
 from examples.pytorch import search_space
 from examples.pytorch.data import DigitsTask, distort, make_task
 from examples.pytorch.model import build_model, measure_latency_ms
@@ -39,79 +40,29 @@ __all__ = ["CHECKPOINT_FILE", "parse_args", "run", "main", "evaluate"]
 logger = logging.getLogger("examples.pytorch")
 
 CHECKPOINT_FILE = "checkpoint.pt"
-DEFAULT_TRAIN_STEPS = 300
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The reference's trainer flags plus the proxy knobs of this example."""
+    """The shared digits flags (:mod:`examples.digits.flags`) plus this trainer's smoothing and latency mode."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    flags.add_run_flags(
+        parser,
+        warmup_steps=20,
+        warmup_help=None,
+        seed=None,
+        seed_help="weights, batches and distortions (default: the trial id, so copies of one model differ like reruns)",
+    )
     a = parser.add_argument
-    a("--job-dir", "--job_dir", dest="job_dir", default="", help="trial folder (or env AIP_MODEL_DIR)")
-    a("--nas_params_str", default="", help="architecture: JSON object or a .json path/URI")
-    a("--retrain_search_job_dir", default="", help="search job folder of the trials to re-train")
-    a("--retrain_search_job_trials", default="", help="comma-separated search trial ids, by CLOUD_ML_TRIAL_ID position")
-    a("--retrain_use_search_job_checkpoint", type=ptu.str_2_bool, default=False)
-    a("--training_data_pct", type=float, default=100.0, help="percent of the training pool, (0, 100]")
-    a("--model_scale", type=float, default=1.0, help="extra width factor of a scaled-down model, (0, 4]")
-    a("--train_steps", type=int, default=DEFAULT_TRAIN_STEPS, help="steps of the full run (100 %%)")
-    a("--decay_steps", type=int, default=None, help="cosine decay length (default: --train_steps)")
-    a("--warmup_steps", type=int, default=20)
-    a("--eval_every_steps", type=int, default=50, help="cycle length: steps between evaluations")
-    a("--batch_size", type=int, default=32)
-    a("--learning_rate", type=float, default=0.1)
-    a("--weight_decay", type=float, default=5e-5)
-    a("--seed", type=int, default=None,
-      help="weights, batches and distortions (default: the trial id, so copies of one model differ like reruns)")
     a("--smoothing", choices=SMOOTHING_MODES, default="ema")
     a("--ema_decay", type=float, default=0.97)
-    a("--latency_repeats", type=int, default=30, help="batch-1 CPU inferences; the median is reported")
-    a("--target_latency_ms", type=float, default=0.0, help="> 0: reward = accuracy * min(1, target/latency)")
-    a("--num_threads", type=int, default=1, help="torch threads for training")
+    flags.add_latency_flags(parser, num_threads_help="torch threads for training")
     a("--latency_mode", choices=("trainer", "worker"), default="trainer",
       help="trainer: measure batch-1 CPU latency here; worker: export the model and wait for a latency worker")
     a("--latency_timeout_secs", type=float, default=600.0, help="--latency_mode=worker: how long to wait")
     a("--inject_nan_at_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: make the loss NaN
     args = parser.parse_args(argv)
-    _check_args(parser, args)
+    flags.check_flags(parser, args, [(args.latency_timeout_secs > 0, "--latency_timeout_secs must be > 0")])
     return args
-
-
-def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.decay_steps is None:
-        args.decay_steps = args.train_steps
-    rules = [
-        (args.train_steps >= 1, "--train_steps must be >= 1"),
-        (args.decay_steps >= 1, "--decay_steps must be >= 1"),
-        (0 <= args.warmup_steps <= args.decay_steps, "--warmup_steps must be in [0, --decay_steps]"),
-        (args.eval_every_steps >= 1, "--eval_every_steps must be >= 1"),
-        (args.batch_size >= 1, "--batch_size must be >= 1"),
-        (0 < args.training_data_pct <= 100, "--training_data_pct must be in (0, 100], e.g. 25"),
-        (0 < args.model_scale <= 4, "--model_scale must be in (0, 4], e.g. 0.5"),
-        (args.learning_rate > 0, "--learning_rate must be > 0"),
-        (args.latency_repeats >= 1, "--latency_repeats must be >= 1"),
-        (args.num_threads >= 1, "--num_threads must be >= 1"),
-        (args.latency_timeout_secs > 0, "--latency_timeout_secs must be > 0"),
-        (args.target_latency_ms >= 0, "--target_latency_ms must be >= 0 (0 = off)"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            parser.error(message)
-
-
-def load_architecture(args: argparse.Namespace, model_dir: str) -> dict[str, Any]:
-    """The architecture: the source trial's in retrain mode, else ``--nas_params_str``; saved to the trial."""
-    if args.retrain_search_job_trials:
-        source = ptu.get_finetune_nas_params_str(args.retrain_search_job_trials, args.retrain_search_job_dir)
-    elif args.nas_params_str:
-        source = args.nas_params_str
-    else:
-        raise ptu.ConfigurationError("pass --nas_params_str (the architecture) or --retrain_search_job_trials")
-    try:
-        return ptu.parse_and_save_nas_params_str(search_space.validate, source, model_dir)
-    except ptu.ConfigurationError:
-        raise
-    except ValueError as exc:  # the search space's own check
-        raise ptu.ConfigurationError(f"architecture from {source[:200]}: {exc}") from exc
 
 
 # -- checkpoints -------------------------------------------------------------------------------------
@@ -176,9 +127,7 @@ def _cycle_generator(seed: int, begin: int) -> torch.Generator:
 
 def run(args: argparse.Namespace) -> int:
     """Train one trial; returns the process exit code."""
-    model_dir = ptu.get_job_dir_from_environment_if_exist(args.job_dir)
-    if not model_dir:
-        raise ptu.ConfigurationError("pass --job-dir (the trial folder) or set AIP_MODEL_DIR")
+    model_dir = trial.model_dir_from_args(args)
     torch.set_num_threads(args.num_threads)
     if args.seed is None:
         trial_id = ptu.get_trial_id_from_environment(default="0")
@@ -186,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     loop = ProxyTaskLoop(model_dir, args.train_steps, args.eval_every_steps)
     with loop:
-        arch = load_architecture(args, model_dir)
+        arch = trial.load_architecture(args, model_dir, search_space.validate)
         task = make_task(args.training_data_pct)
         model = build_model(arch, args.model_scale)
         optimizer = NesterovSGD(model.parameters(), momentum=0.9, weight_decay=args.weight_decay)
@@ -247,15 +196,7 @@ def _checkpoint_state(model, optimizer, averager, step, arch, args) -> dict[str,
 
 def _restore(args, model_dir, model, optimizer, averager) -> int:  # noqa: ANN001
     """Global step to start from: this trial's own checkpoint, else the source trial's, else 0."""
-    state = load_checkpoint(model_dir)
-    origin = model_dir
-    if state is None and args.retrain_use_search_job_checkpoint:
-        if not args.retrain_search_job_trials:
-            raise ptu.ConfigurationError("--retrain_use_search_job_checkpoint=True needs --retrain_search_job_trials")
-        origin = ptu.get_retrain_search_job_model_dir(args.retrain_search_job_trials, args.retrain_search_job_dir)
-        state = load_checkpoint(origin)
-        if state is None:
-            raise ptu.ConfigurationError(f"no {CHECKPOINT_FILE} in the source trial {origin} to re-train from")
+    state, origin = trial.checkpoint_to_resume(args, model_dir, load_checkpoint, CHECKPOINT_FILE)
     if state is None:
         return 0
     try:
@@ -277,36 +218,17 @@ def _report(args: argparse.Namespace, model_dir: str, loop: ProxyTaskLoop, step:
     accuracy = loop.best_accuracy
     if accuracy is None:  # restarted after the last cycle: the record still has the curve
         accuracy = ptu.get_reporter(model_dir).metrics.final_accuracy
-    if accuracy is None:
-        logger.warning("no evaluation was recorded (stopped before the first cycle); no reward reported")
-        return
-    reward = accuracy
-    if args.target_latency_ms > 0:
-        reward = ptu.compute_reward(accuracy, args.target_latency_ms, latency_ms)
-    ptu.report_reward(
-        model_dir,
-        reward,
-        global_step=step,
-        other_metrics={
-            "top_1_accuracy": accuracy,
-            "top_1_accuracy_without_latency": accuracy,
-            "latency_milli_seconds": latency_ms,
-            "training_steps": step,
-            "final_top_1_accuracy": loop.last_accuracy if loop.last_accuracy is not None else accuracy,
-        },
+    trial.report_trial(
+        model_dir, accuracy=accuracy, last_accuracy=loop.last_accuracy, step=step, latency_ms=latency_ms,
+        target_latency_ms=args.target_latency_ms, logger=logger,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    args = parse_args(argv)
     try:
-        return run(args)
+        return trial.main(argv, parse_args=parse_args, run=run, logger=logger)
     except TrainingDivergedError:  # pragma: no cover - the loop swallows it; kept for clarity
         return 1
-    except ptu.ConfigurationError as exc:
-        logger.error("%s", exc)
-        return 2
 
 
 if __name__ == "__main__":

@@ -1,57 +1,29 @@
-"""The digits task in numpy (NHWC), made hard enough that architectures separate.
+"""The digits task in numpy (NHWC), with the TensorFlow example's numpy distortions.
 
-The same task as the PyTorch example: scikit-learn's bundled 8x8 digits (read
-from the csv file that ships inside scikit-learn, without importing it),
-shuffled with a fixed data seed before the split, a small training pool, and
-distortions (small rotations, shifts, pixel noise). The test distortion is
-drawn once from the data seed, so every trial is evaluated on the same
-images; training distortions are drawn per batch from the trial's seed.
+Loading, shuffling, the split and the subsample are shared with the PyTorch
+example (:mod:`examples.digits.data`). The distortions (small rotations,
+shifts, pixel noise) are drawn from a numpy ``Generator``: the test distortion
+once from the data seed, so every trial is evaluated on the same images;
+training distortions per batch from the trial's seed.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
-from proxy_task_utils.data import subsample_indices
+from examples.digits import data as digits
+from examples.digits.data import DATA_SEED, MAX_ROTATION_DEG, MAX_SHIFT_PX, N_TEST, NOISE_STD, DigitsTask
 
 __all__ = ["DigitsTask", "load_digits_arrays", "make_task", "distort", "batches", "DATA_SEED"]
-
-DATA_SEED = 0  # fixes the shuffle, the split, the subsample and the test distortions for all trials
-N_TEST = 800
-MAX_ROTATION_DEG = 15.0
-MAX_SHIFT_PX = 1.0
-NOISE_STD = 0.25
-
-
-def _digits_csv_path() -> str:
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the digits example needs scikit-learn's bundled data: pip install scikit-learn")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", "digits.csv.gz")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"scikit-learn is installed but {path} is missing; reinstall scikit-learn")
-    return path
-
+__all__ += ["N_TEST", "MAX_ROTATION_DEG", "MAX_SHIFT_PX", "NOISE_STD"]
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """(images ``float32 (N, 8, 8, 1)`` in [0, 1], labels ``int32 (N,)``) of the 1797 digits."""
-    data = np.loadtxt(_digits_csv_path(), delimiter=",", dtype=np.float32)
-    images = (data[:, :-1] / 16.0).reshape(-1, 8, 8, 1)
-    return images, data[:, -1].astype(np.int32)
-
-
-@dataclass
-class DigitsTask:
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
+    images, labels = digits.load_digits()
+    return images.reshape(-1, 8, 8, 1), labels.astype(np.int32)
 
 
 def distort(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -84,20 +56,11 @@ def distort(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out[..., None].astype(np.float32)
 
 
-def make_task(training_data_pct: float = 100.0, *, data_seed: int = DATA_SEED) -> DigitsTask:
+def make_task(training_data_pct: float = 100.0, *, data_seed: int = DATA_SEED) -> DigitsTask[np.ndarray]:
     """Shuffle, split, subsample ``training_data_pct`` % of the training pool, distort the test set."""
-    images, labels = load_digits_arrays()
-    order = np.random.default_rng(data_seed).permutation(len(labels))
-    images, labels = images[order], labels[order]
-    test_x, test_y = images[:N_TEST], labels[:N_TEST]
-    pool_x, pool_y = images[N_TEST:], labels[N_TEST:]
-    keep = subsample_indices(pool_y.tolist(), training_data_pct, seed=data_seed)
-    return DigitsTask(
-        train_x=pool_x[keep],
-        train_y=pool_y[keep],
-        test_x=distort(test_x, np.random.default_rng(data_seed + 1)),
-        test_y=test_y,
-    )
+    task = digits.split_digits(*load_digits_arrays(), training_data_pct, data_seed=data_seed)
+    task.test_x = distort(task.test_x, np.random.default_rng(data_seed + 1))
+    return task
 
 
 def batches(

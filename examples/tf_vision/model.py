@@ -17,7 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from examples.tf_vision.search_space import NUM_STAGES, validate
+from examples.digits import arch as digits_arch
+from examples.tf_vision.search_space import validate
 
 __all__ = ["build_model", "stage_channels", "measure_latency_ms", "NUM_CLASSES"]
 
@@ -28,16 +29,9 @@ _BN_MOMENTUM = 0.9  # short proxy runs: BatchNorm statistics must catch up withi
 NUM_CLASSES = 10
 
 
-def _round_channels(c: float) -> int:
-    return max(4, int(round(c / 4.0)) * 4)
-
-
 def stage_channels(arch: dict[str, Any], model_scale: float = 1.0) -> tuple[int, list[int]]:
     """(stem channels, per-stage output channels) for an architecture at a model scale."""
-    if not 0 < model_scale <= 4:
-        raise ValueError(f"model_scale must be in (0, 4], but got {model_scale}")
-    w = float(arch["width_multiplier"]) * model_scale
-    return _round_channels(_BASE_STEM * w), [_round_channels(c * w) for c in _BASE_CHANNELS]
+    return digits_arch.stage_channels(arch, model_scale, base_stem=_BASE_STEM, base_channels=_BASE_CHANNELS)
 
 
 def _conv_bn(x: Any, filters: int, kernel: int, *, stride: int = 1, relu: bool = True, name: str) -> Any:
@@ -67,16 +61,15 @@ def build_model(arch: dict[str, Any], model_scale: float = 1.0) -> keras.Model:
     stem, channels = stage_channels(arch, model_scale)
     inputs = keras.Input((8, 8, 1), name="image")
     x = _conv_bn(inputs, stem, 3, name="stem")
-    for i in range(NUM_STAGES):
-        for d in range(int(arch[f"stage{i}_depth"])):
-            x = _mbconv(
-                x,
-                channels[i],
-                kernel=int(arch[f"stage{i}_kernel"]),
-                expansion=int(arch[f"stage{i}_expansion"]),
-                stride=_STRIDES[i] if d == 0 else 1,
-                name=f"stage{i}_block{d}",
-            )
+    for block in digits_arch.blocks(arch, channels, _STRIDES):
+        x = _mbconv(
+            x,
+            block.c_out,
+            kernel=block.kernel,
+            expansion=block.expansion,
+            stride=block.stride,
+            name=f"stage{block.stage}_block{block.index}",
+        )
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     logits = keras.layers.Dense(NUM_CLASSES, name="logits")(x)
     return keras.Model(inputs, logits, name="digits_mnasnet")

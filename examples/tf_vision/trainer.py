@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import proxy_task_utils as ptu
+from examples.digits import flags, trial
 from examples.tf_vision import search_space
 from examples.tf_vision.data import DigitsTask, batches, make_task
 from examples.tf_vision.model import build_model, measure_latency_ms
@@ -42,72 +43,26 @@ logger = logging.getLogger("examples.tf_vision")
 
 CHECKPOINT_FILE = "checkpoint.npz"
 CHECKPOINT_VERSION = 1
-DEFAULT_TRAIN_STEPS = 300
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The reference's trainer flags plus the proxy knobs of this example."""
+    """The shared digits flags (:mod:`examples.digits.flags`) plus this trainer's EMA switch."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    flags.add_run_flags(
+        parser,
+        warmup_steps=None,
+        warmup_help="linear warm-up (default: min(20, decay_steps // 10))",
+        seed=0,
+        seed_help=None,
+    )
     a = parser.add_argument
-    a("--job-dir", "--job_dir", dest="job_dir", default="", help="trial folder (or env AIP_MODEL_DIR)")
-    a("--nas_params_str", default="", help="architecture: JSON object or a .json path/URI")
-    a("--retrain_search_job_dir", default="", help="search job folder of the trials to re-train")
-    a("--retrain_search_job_trials", default="", help="comma-separated search trial ids, by CLOUD_ML_TRIAL_ID position")
-    a("--retrain_use_search_job_checkpoint", type=ptu.str_2_bool, default=False)
-    a("--training_data_pct", type=float, default=100.0, help="percent of the training pool, (0, 100]")
-    a("--model_scale", type=float, default=1.0, help="extra width factor of a scaled-down model, (0, 4]")
-    a("--train_steps", type=int, default=DEFAULT_TRAIN_STEPS, help="steps of the full run (100 %%)")
-    a("--decay_steps", type=int, default=None, help="cosine decay length (default: --train_steps)")
-    a("--warmup_steps", type=int, default=None, help="linear warm-up (default: min(20, decay_steps // 10))")
-    a("--eval_every_steps", type=int, default=50, help="cycle length: steps between evaluations")
-    a("--batch_size", type=int, default=32)
-    a("--learning_rate", type=float, default=0.1)
-    a("--weight_decay", type=float, default=5e-5)
-    a("--seed", type=int, default=0)
     a("--use_ema", type=ptu.str_2_bool, default=True, help="evaluate with an EMA of the weights (true/false)")
     a("--ema_decay", type=float, default=0.97, help="EMA momentum, [0, 1)")
-    a("--latency_repeats", type=int, default=30, help="batch-1 CPU inferences; the median is reported")
-    a("--target_latency_ms", type=float, default=0.0, help="> 0: reward = accuracy * min(1, target/latency)")
-    a("--num_threads", type=int, default=1, help="TensorFlow threads (intra-op)")
+    flags.add_latency_flags(parser, num_threads_help="TensorFlow threads (intra-op)")
     a("--inject_nan_at_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: NaN inputs from this step
     args = parser.parse_args(argv)
-    _check_args(parser, args)
+    flags.check_flags(parser, args, [(0 <= args.ema_decay < 1, "--ema_decay must be in [0, 1), e.g. 0.97")])
     return args
-
-
-def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.decay_steps is None:
-        args.decay_steps = args.train_steps
-    if args.warmup_steps is None:
-        args.warmup_steps = min(20, max(args.decay_steps, 0) // 10)
-    rules = [
-        (args.train_steps >= 1, "--train_steps must be >= 1"),
-        (args.decay_steps >= 1, "--decay_steps must be >= 1"),
-        (0 <= args.warmup_steps <= args.decay_steps, "--warmup_steps must be in [0, --decay_steps]"),
-        (args.eval_every_steps >= 1, "--eval_every_steps must be >= 1"),
-        (args.batch_size >= 1, "--batch_size must be >= 1"),
-        (0 < args.training_data_pct <= 100, "--training_data_pct must be in (0, 100], e.g. 25"),
-        (0 < args.model_scale <= 4, "--model_scale must be in (0, 4], e.g. 0.5"),
-        (args.learning_rate > 0, "--learning_rate must be > 0"),
-        (0 <= args.ema_decay < 1, "--ema_decay must be in [0, 1), e.g. 0.97"),
-        (args.latency_repeats >= 1, "--latency_repeats must be >= 1"),
-        (args.num_threads >= 1, "--num_threads must be >= 1"),
-        (args.target_latency_ms >= 0, "--target_latency_ms must be >= 0 (0 = off)"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            parser.error(message)
-
-
-def load_architecture(args: argparse.Namespace, model_dir: str) -> dict[str, Any]:
-    """The architecture: the source trial's in retrain mode, else ``--nas_params_str``; saved to the trial."""
-    if args.retrain_search_job_trials:
-        source = ptu.get_finetune_nas_params_str(args.retrain_search_job_trials, args.retrain_search_job_dir)
-    elif args.nas_params_str:
-        source = args.nas_params_str
-    else:
-        raise ptu.ConfigurationError("pass --nas_params_str (the architecture) or --retrain_search_job_trials")
-    return ptu.parse_and_save_nas_params_str(search_space.validate, source, model_dir)
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------
@@ -142,15 +97,7 @@ def load_checkpoint(model_dir: str) -> dict[str, np.ndarray] | None:
 
 def _restore(args: argparse.Namespace, model_dir: str, model: keras.Model) -> tuple[int, str | None]:
     """(global step to start from, where it came from): this trial's checkpoint, else the source trial's."""
-    state = load_checkpoint(model_dir)
-    origin = model_dir
-    if state is None and args.retrain_use_search_job_checkpoint:
-        if not args.retrain_search_job_trials:
-            raise ptu.ConfigurationError("--retrain_use_search_job_checkpoint=True needs --retrain_search_job_trials")
-        origin = ptu.get_retrain_search_job_model_dir(args.retrain_search_job_trials, args.retrain_search_job_dir)
-        state = load_checkpoint(origin)
-        if state is None:
-            raise ptu.ConfigurationError(f"no {CHECKPOINT_FILE} in the source trial {origin} to re-train from")
+    state, origin = trial.checkpoint_to_resume(args, model_dir, load_checkpoint, CHECKPOINT_FILE)
     if state is None:
         return 0, None
     where = f"{origin}/{CHECKPOINT_FILE}"
@@ -209,9 +156,7 @@ def _build(args: argparse.Namespace, arch: dict[str, Any]) -> keras.Model:
 
 def run(args: argparse.Namespace) -> int:
     """Train one trial; returns the process exit code."""
-    model_dir = ptu.get_job_dir_from_environment_if_exist(args.job_dir)
-    if not model_dir:
-        raise ptu.ConfigurationError("pass --job-dir (the trial folder) or set AIP_MODEL_DIR")
+    model_dir = trial.model_dir_from_args(args)
     try:
         return _run(args, model_dir)
     except Exception:
@@ -223,7 +168,7 @@ def _run(args: argparse.Namespace, model_dir: str) -> int:
     tf.config.threading.set_intra_op_parallelism_threads(args.num_threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(args.seed)
-    arch = load_architecture(args, model_dir)
+    arch = trial.load_architecture(args, model_dir, search_space.validate, rejection_is_config_error=False)
     task = make_task(args.training_data_pct)
     model = _build(args, arch)
     step, origin = _restore(args, model_dir, model)
@@ -274,34 +219,14 @@ def _report(args: argparse.Namespace, model_dir: str, callback: ProxyTaskCallbac
         record = ptu.get_reporter(model_dir).metrics
         accuracy = max((e.accuracy for e in record.training_accuracy_over_steps), default=None)
         last = record.final_accuracy
-    if accuracy is None:
-        logger.warning("no evaluation was recorded (stopped before the first cycle); no reward reported")
-        return
-    reward = accuracy
-    if args.target_latency_ms > 0:
-        reward = ptu.compute_reward(accuracy, args.target_latency_ms, latency_ms)
-    ptu.report_reward(
-        model_dir,
-        reward,
-        global_step=step,
-        other_metrics={
-            "top_1_accuracy": accuracy,
-            "top_1_accuracy_without_latency": accuracy,
-            "latency_milli_seconds": latency_ms,
-            "training_steps": step,
-            "final_top_1_accuracy": last if last is not None else accuracy,
-        },
+    trial.report_trial(
+        model_dir, accuracy=accuracy, last_accuracy=last, step=step, latency_ms=latency_ms,
+        target_latency_ms=args.target_latency_ms, logger=logger,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except ptu.ConfigurationError as exc:
-        logger.error("%s", exc)
-        return 2
+    return trial.main(argv, parse_args=parse_args, run=run, logger=logger)
 
 
 if __name__ == "__main__":
