@@ -215,11 +215,13 @@ def _restore(args, model_dir, model, optimizer, averager) -> int:  # noqa: ANN00
 
 def _report(args: argparse.Namespace, model_dir: str, loop: ProxyTaskLoop, step: int, latency_ms: float) -> None:
     """The reward (best accuracy, as the reference) through the hypertune file, and the other metrics."""
-    accuracy = loop.best_accuracy
-    if accuracy is None:  # restarted after the last cycle: the record still has the curve
-        accuracy = ptu.get_reporter(model_dir).metrics.final_accuracy
+    # The whole recorded curve, not only this process's cycles: a resumed or retrained trial
+    # (and one restarted after its last cycle) reports the same best accuracy.
+    record = ptu.get_reporter(model_dir).metrics
+    accuracy = max((e.accuracy for e in record.training_accuracy_over_steps), default=loop.best_accuracy)
+    last = loop.last_accuracy if loop.last_accuracy is not None else record.final_accuracy
     trial.report_trial(
-        model_dir, accuracy=accuracy, last_accuracy=loop.last_accuracy, step=step, latency_ms=latency_ms,
+        model_dir, accuracy=accuracy, last_accuracy=last, step=step, latency_ms=latency_ms,
         target_latency_ms=args.target_latency_ms, logger=logger,
     )
 
