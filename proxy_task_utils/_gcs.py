@@ -45,7 +45,15 @@ from proxy_task_utils.errors import (
     StorageError,
     TransientStorageError,
 )
-from proxy_task_utils.storage import _HIDDEN_PREFIX, ObjectInfo, Storage, _safe_prefix, safe_join
+from proxy_task_utils.storage import (
+    _HIDDEN_PREFIX,
+    ObjectInfo,
+    Storage,
+    _safe_prefix,
+    compile_glob,
+    glob_literal_prefix,
+    safe_join,
+)
 
 __all__ = ["GCSStorage"]
 
@@ -215,20 +223,28 @@ class GCSStorage(Storage):
         with self._call(key, "exists"):
             return self._bucket.blob(key).exists(retry=self._retry, timeout=self._timeout)
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", *, glob: str | None = None) -> list[ObjectInfo]:
         rel = _safe_prefix(prefix)
         root = f"{self._prefix}/" if self._prefix else ""
+        pattern = None if glob is None else compile_glob(glob)
+        # matchGlob matches whole object names: our root goes in front (odd segments as '*';
+        # the prefix still pins the root). Servers that ignore it (fake-gcs-server) send
+        # everything, so the names are always filtered here too.
+        server_glob = None if glob is None else glob_literal_prefix(self._prefix) + glob
         found: list[ObjectInfo] = []
         with self._call(root + rel, "list"):
             pages = self._client.list_blobs(
-                self._bucket, prefix=root + rel, fields=_LIST_FIELDS, retry=self._retry, timeout=self._timeout
-            ).pages
+                self._bucket, prefix=root + rel, match_glob=server_glob, fields=_LIST_FIELDS,
+                retry=self._retry, timeout=self._timeout,
+            ).pages  # fmt: skip
             for page in pages:
                 for blob in page:
                     name = blob.name[len(root) :]
                     last = name.rpartition("/")[2]
                     if not last or last.startswith(_HIDDEN_PREFIX):
                         continue  # folder placeholders ("a/") and hidden files
+                    if pattern is not None and not pattern.fullmatch(name):
+                        continue
                     found.append(ObjectInfo(name, int(blob.generation)))
         found.sort()
         return found
@@ -249,7 +265,8 @@ class GCSStorage(Storage):
             )
         return int(blob.generation)
 
-    def write(self, name: str, data: bytes) -> int:
+    def write(self, name: str, data: bytes, *, durable: bool = True) -> int:
+        del durable  # every completed upload is durable on GCS
         return self._upload(name, data, None, "write")
 
     def write_if_absent(self, name: str, data: bytes) -> int:

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -84,6 +85,55 @@ def safe_join(*parts: str) -> str:
     return "/".join(pieces)
 
 
+#: A name that :func:`safe_join` would return unchanged (checked in one regex call on hot paths).
+_PLAIN_NAME = re.compile(r"(?!\.\.?(?:/|$))[^/\\\x00]+(?:/(?!\.\.?(?:/|$))[^/\\\x00]+)*")
+_GLOB_META = frozenset("*?{},[]\\")
+
+
+def compile_glob(glob: str) -> re.Pattern[str]:
+    """The regex of a listing glob: the subset of GCS ``matchGlob`` that every backend implements.
+
+    ``*`` matches within one folder level, ``?`` one character other than
+    ``/``, ``{a,b}`` one of the comma-separated alternatives (not nested, no
+    ``/`` inside); everything else is literal. ``**``, ``[...]`` and ``\\``
+    are refused rather than half-implemented.
+
+    Raises:
+        ConfigurationError: the glob uses something outside that subset.
+    """
+    if not isinstance(glob, str) or not glob or glob.startswith("/") or glob.endswith("/"):
+        raise ConfigurationError(f"glob must be a relative pattern such as '*/file.json', but got {glob!r}")
+    for bad, fix in (("**", "one '*' per folder level"), ("[", "'{a,b}'"), ("]", "'{a,b}'"), ("\\", "'/'"),
+                     ("//", "one '/'"), ("\x00", "no NUL byte")):  # fmt: skip
+        if bad in glob:
+            raise ConfigurationError(f"glob {glob!r} contains {bad!r}; use {fix}")
+    out: list[str] = []
+    depth = 0
+    for ch in glob:
+        if ch == "{":
+            depth += 1
+            out.append("(?:")
+        elif ch == "}":
+            depth -= 1
+            out.append(")")
+        elif ch == "," and depth:
+            out.append("|")
+        elif ch == "/" and depth:
+            raise ConfigurationError(f"glob {glob!r} has '/' inside braces; use one pattern per folder level")
+        else:
+            out.append({"*": "[^/]*", "?": "[^/]"}.get(ch) or re.escape(ch))
+        if depth not in (0, 1):
+            raise ConfigurationError(f"glob {glob!r} has nested or unbalanced braces")
+    if depth:
+        raise ConfigurationError(f"glob {glob!r} has an unclosed '{{'")
+    return re.compile("".join(out))
+
+
+def glob_literal_prefix(folder: str) -> str:
+    """``folder`` (a validated name) as a glob prefix ending in '/': segments with glob characters become '*'."""
+    return "".join(("*" if _GLOB_META & set(seg) else seg) + "/" for seg in folder.split("/") if seg)
+
+
 def _safe_prefix(prefix: str) -> str:
     """Like :func:`safe_join` for a listing prefix, where the empty prefix is allowed."""
     if prefix in ("", "/", "."):
@@ -100,7 +150,12 @@ class Storage(abc.ABC):
 
     * Names are relative, ``/``-separated, and validated by :func:`safe_join`.
     * ``write`` is atomic: a reader sees the old bytes or the new bytes, never
-      a mix. Concurrent ``write`` calls are last-writer-wins.
+      a mix. Concurrent ``write`` calls are last-writer-wins. It is durable
+      (survives a power loss once it returns) unless called with
+      ``durable=False``: then it is still atomic and visible at once to every
+      reader, but a machine crash may lose it (local folders skip ``fsync``;
+      GCS is always durable and ignores the flag). For files rewritten again
+      and again whose loss costs nothing, such as the controller heartbeat.
     * ``write_if_absent`` and ``write_if_generation`` are atomic
       create-only / compare-and-swap: across threads and processes (and
       machines, on GCS) exactly one of several racing writers wins; losers
@@ -127,8 +182,11 @@ class Storage(abc.ABC):
         """Return ``(content, generation)`` of an object; :class:`NotFoundError` if missing."""
 
     @abc.abstractmethod
-    def write(self, name: str, data: bytes) -> int:
-        """Atomically replace (or create) an object; return its new generation."""
+    def write(self, name: str, data: bytes, *, durable: bool = True) -> int:
+        """Atomically replace (or create) an object; return its new generation.
+
+        ``durable=False``: atomic but not necessarily durable (see the class docstring).
+        """
 
     @abc.abstractmethod
     def write_if_absent(self, name: str, data: bytes) -> int:
@@ -139,8 +197,13 @@ class Storage(abc.ABC):
         """Replace an object only if its current generation is ``generation``."""
 
     @abc.abstractmethod
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        """All objects whose name starts with ``prefix``, sorted by name (one request)."""
+    def list(self, prefix: str = "", *, glob: str | None = None) -> list[ObjectInfo]:
+        """All objects whose name starts with ``prefix``, sorted by name (one request).
+
+        ``glob`` (see :func:`compile_glob`, e.g. ``"*/job_status.json"``) keeps
+        only the names (relative to this root) that match it, and lets the
+        backend skip the rest (GCS ``matchGlob``: fewer pages to fetch).
+        """
 
     @abc.abstractmethod
     def delete(self, name: str) -> None:
@@ -160,9 +223,10 @@ class Storage(abc.ABC):
         The default lists the root once; backends override it when probing a
         few names is cheaper (local ``stat``).
         """
-        wanted = {safe_join(n): n for n in names}
-        found = {o.name: o.generation for o in self.list("") if o.name in wanted}
-        return {original: found.get(name) for name, original in wanted.items()}
+        wanted = {n: safe_join(n) for n in names}  # two spellings of one name both get an answer
+        targets = set(wanted.values())
+        found = {o.name: o.generation for o in self.list("") if o.name in targets}
+        return {original: found.get(name) for original, name in wanted.items()}
 
     def child(self, *parts: str) -> Storage:
         """A storage rooted at a sub-folder (for example one trial folder)."""
@@ -198,8 +262,10 @@ class _SubStorage(Storage):
     def read(self, name: str) -> tuple[bytes, int]:
         return self._parent.read(self._name(name))
 
-    def write(self, name: str, data: bytes) -> int:
-        return self._parent.write(self._name(name), data)
+    def write(self, name: str, data: bytes, *, durable: bool = True) -> int:
+        if durable:  # the plain call, so subclasses that predate the flag keep working
+            return self._parent.write(self._name(name), data)
+        return self._parent.write(self._name(name), data, durable=False)
 
     def write_if_absent(self, name: str, data: bytes) -> int:
         return self._parent.write_if_absent(self._name(name), data)
@@ -213,13 +279,18 @@ class _SubStorage(Storage):
     def generations(self, names: Sequence[str]) -> dict[str, int | None]:
         if not self._parent.cheap_stat:
             return Storage.generations(self, names)  # list this sub-folder only
-        full = self._parent.generations([self._name(n) for n in names])
-        return dict(zip(names, full.values()))
+        full_names = {n: self._name(n) for n in names}
+        full = self._parent.generations(list(full_names.values()))
+        return {n: full[f] for n, f in full_names.items()}
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", *, glob: str | None = None) -> list[ObjectInfo]:
         full = self._prefix + "/" + _safe_prefix(prefix)
         cut = len(self._prefix) + 1
-        return [ObjectInfo(o.name[cut:], o.generation) for o in self._parent.list(full)]
+        if glob is None:
+            return [ObjectInfo(o.name[cut:], o.generation) for o in self._parent.list(full)]
+        pattern = compile_glob(glob)  # the parent's glob may be wider: our prefix's odd segments become '*'
+        found = self._parent.list(full, glob=glob_literal_prefix(self._prefix) + glob)
+        return [ObjectInfo(o.name[cut:], o.generation) for o in found if pattern.fullmatch(o.name[cut:])]
 
     def delete(self, name: str) -> None:
         self._parent.delete(self._name(name))
@@ -278,17 +349,30 @@ class LocalStorage(Storage):
         return os.path.isfile(self.path(name))
 
     def generations(self, names: Sequence[str]) -> dict[str, int | None]:
+        # The controller's hot path (two names per live trial per poll): one regex
+        # check per name and a stat relative to the root's descriptor.
         self.request_count += 1
         result: dict[str, int | None] = {}
-        for name in names:
-            try:
-                result[name] = os.stat(self.path(name)).st_mtime_ns
-            except (FileNotFoundError, NotADirectoryError):
-                result[name] = None
+        try:
+            root_fd: int | None = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            root_fd = None
+        try:
+            for name in names:
+                rel = name if _PLAIN_NAME.fullmatch(name) else safe_join(name)
+                try:
+                    result[name] = None if root_fd is None else os.stat(rel, dir_fd=root_fd).st_mtime_ns
+                except (FileNotFoundError, NotADirectoryError):
+                    result[name] = None
+        finally:
+            if root_fd is not None:
+                os.close(root_fd)
         return result
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "", *, glob: str | None = None) -> list[ObjectInfo]:
         prefix = _safe_prefix(prefix)
+        pattern = None if glob is None else compile_glob(glob)
+        levels = None if glob is None else [compile_glob(g) for g in glob.split("/")]
         self.request_count += 1
         # Walk only the deepest folder that the prefix names completely.
         folder, _, _ = prefix.rpartition("/")
@@ -300,11 +384,14 @@ class LocalStorage(Storage):
             dirnames[:] = [
                 d for d in dirnames if not d.startswith(_HIDDEN_PREFIX) and _may_match(rel_dir + d + "/", prefix)
             ]
+            if levels is not None:  # walk only folders that the glob's levels can match
+                depth = rel_dir.count("/")
+                dirnames[:] = [d for d in dirnames if depth + 1 < len(levels) and levels[depth].fullmatch(d)]
             for filename in filenames:
                 if filename.startswith(_HIDDEN_PREFIX):
                     continue
                 name = rel_dir + filename
-                if not name.startswith(prefix):
+                if not name.startswith(prefix) or (pattern is not None and not pattern.fullmatch(name)):
                     continue
                 try:
                     generation = os.stat(os.path.join(dirpath, filename)).st_mtime_ns
@@ -315,11 +402,11 @@ class LocalStorage(Storage):
         return found
 
     # -- writes ------------------------------------------------------------
-    def write(self, name: str, data: bytes) -> int:
+    def write(self, name: str, data: bytes, *, durable: bool = True) -> int:
         path = self.path(name)
         self.request_count += 1
         with self._locked(path):
-            return self._replace(path, data)
+            return self._replace(path, data, fsync=self._fsync and durable)
 
     def write_if_absent(self, name: str, data: bytes) -> int:
         path = self.path(name)
@@ -366,7 +453,7 @@ class LocalStorage(Storage):
             os.unlink(path)
 
     # -- helpers -----------------------------------------------------------
-    def _write_temp(self, path: str, data: bytes) -> str:
+    def _write_temp(self, path: str, data: bytes, *, fsync: bool | None = None) -> str:
         folder, base = os.path.split(path)
         try:
             os.makedirs(folder, exist_ok=True)
@@ -378,7 +465,7 @@ class LocalStorage(Storage):
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                if self._fsync:
+                if self._fsync if fsync is None else fsync:
                     os.fsync(f.fileno())
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -386,13 +473,14 @@ class LocalStorage(Storage):
             raise
         return tmp
 
-    def _replace(self, path: str, data: bytes, previous: int | None = None) -> int:
+    def _replace(self, path: str, data: bytes, previous: int | None = None, *, fsync: bool | None = None) -> int:
+        fsync = self._fsync if fsync is None else fsync
         if previous is None:
             try:
                 previous = os.stat(path).st_mtime_ns
             except FileNotFoundError:
                 previous = 0
-        tmp = self._write_temp(path, data)
+        tmp = self._write_temp(path, data, fsync=fsync)
         try:
             generation = max(time.time_ns(), previous + 1)
             os.utime(tmp, ns=(generation, generation))
@@ -401,7 +489,7 @@ class LocalStorage(Storage):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        if self._fsync:
+        if fsync:
             _fsync_dir(os.path.dirname(path))
         return generation
 

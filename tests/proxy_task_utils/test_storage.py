@@ -129,6 +129,39 @@ def test_compare_and_swap_race_loses_no_update(storage: Storage) -> None:
     assert json.loads(data) == {"n": 10 * THREADS}
 
 
+
+def test_write_not_durable_is_still_atomic_and_seen_at_once(storage: Storage) -> None:
+    gen1 = storage.write("t/controller_alive_timestamp.json", b'{"timestamp": 1.0}', durable=False)
+    assert storage.read("t/controller_alive_timestamp.json") == (b'{"timestamp": 1.0}', gen1)
+    trial = storage.child("t")
+    gen2 = trial.write("controller_alive_timestamp.json", b'{"timestamp": 2.0}', durable=False)
+    assert gen2 != gen1
+    assert storage.generations(["t/controller_alive_timestamp.json"]) == {"t/controller_alive_timestamp.json": gen2}
+    assert [o.name for o in storage.list("t/")] == ["t/controller_alive_timestamp.json"]  # no temp file left
+
+
+def test_local_write_not_durable_skips_fsync_only(tmp_path, monkeypatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    storage = LocalStorage(tmp_path)
+    storage.write("a/hb.json", b"1", durable=False)
+    storage.child("a").write("hb.json", b"2", durable=False)
+    assert synced == []
+    storage.write("a/hb.json", b"3")
+    assert len(synced) == 2  # the file, then its folder
+    assert storage.read("a/hb.json")[0] == b"3"
+
+
+def test_generations(storage: Storage) -> None:
+    gen = storage.write("1/m.json", b"m")
+    names = ["1/m.json", "1/missing.json", "2/m.json", "./1/m.json"]
+    assert storage.generations(names) == {"1/m.json": gen, "1/missing.json": None, "2/m.json": None, "./1/m.json": gen}
+    assert storage.child("1").generations(["m.json", "x", "./m.json"]) == {"m.json": gen, "x": None, "./m.json": gen}
+    assert storage.child("nothing").generations(["m.json"]) == {"m.json": None}
+    with pytest.raises(UnsafePathError):
+        storage.generations(["1/../../escape"])
+
 # -- list / delete / child ------------------------------------------------------------
 
 
@@ -148,6 +181,35 @@ def test_list_by_prefix(storage: Storage) -> None:
     assert storage.list("nothing") == []
     infos = storage.list("top")
     assert infos == [ObjectInfo("top.json", storage.read("top.json")[1])]
+
+
+def test_list_with_glob(storage: Storage) -> None:
+    _fill(storage)
+    storage.write("trial/1/ckpt/m.json", b"deeper")
+    storage.write("trial/3/s.json", b"s")
+    assert [o.name for o in storage.list(glob="trial/*/m.json")] == ["trial/1/m.json", "trial/2/m.json"]
+    assert [o.name for o in storage.list(glob="*/*/{m,s}.json")] == ["trial/1/m.json", "trial/2/m.json", "trial/3/s.json"]
+    assert [o.name for o in storage.list(glob="t?/a")] == ["tz/a"]
+    assert [o.name for o in storage.list(glob="*")] == ["top.json"]  # '*' stays within one level
+    assert [o.name for o in storage.list("trial/2", glob="*/*/m.json")] == ["trial/2/m.json"]
+    assert [o.name for o in storage.child("trial").list(glob="*/m.json")] == ["1/m.json", "2/m.json"]
+    assert storage.list(glob="*/*/.hidden") == []  # hidden files stay hidden
+    gen = storage.read("tz/a")[1]
+    assert storage.list(glob="tz/{a,b}") == [ObjectInfo("tz/a", gen)]
+
+
+def test_list_with_glob_below_a_folder_named_with_glob_characters(storage: Storage) -> None:
+    odd = storage.child("odd{1,2}*")
+    odd.write("1/m.json", b"m")
+    storage.write("odd1/1/m.json", b"not below the child")
+    assert [o.name for o in odd.list(glob="*/m.json")] == ["1/m.json"]
+
+
+@pytest.mark.parametrize("glob", ["**/m.json", "trial/[12]/m.json", "{a,{b}}", "{a", "a/", "/a", "{a/b}", "a//b", ""])
+def test_list_refuses_globs_outside_the_shared_subset(storage: Storage, glob: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        storage.list(glob=glob)
+    assert "glob" in str(info.value)
 
 
 def test_delete_is_idempotent(storage: Storage) -> None:
@@ -245,6 +307,28 @@ def test_gcs_list_pages_count_one_request_each(fake_gcs, monkeypatch) -> None:
     before = storage.request_count
     assert [o.name for o in storage.list("obj/")] == names
     assert storage.request_count - before == 3
+
+
+def test_gcs_list_sends_match_glob_and_filters_what_the_server_sends(fake_gcs, monkeypatch) -> None:
+    from proxy_task_utils import _gcs
+
+    storage = fake_gcs.storage("job", "nas{x}", "search")
+    for name in ["1/TRIAL_TRAINING_METRICS.json", "1/ckpt/model.pt", "2/job_status.json", "2/other.json"]:
+        storage.write(name, b"x")
+    sent: list[object] = []
+    real = _gcs.gcs.Client.list_blobs
+
+    def spy(self, *args, **kwargs):
+        sent.append(kwargs.get("match_glob"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_gcs.gcs.Client, "list_blobs", spy)
+    found = storage.list(glob="*/{TRIAL_TRAINING_METRICS.json,job_status.json}")
+    assert [o.name for o in found] == ["1/TRIAL_TRAINING_METRICS.json", "2/job_status.json"]
+    # the whole object name, the root's odd segment widened to '*' (the prefix still pins it)
+    assert sent == ["job/*/search/*/{TRIAL_TRAINING_METRICS.json,job_status.json}"]
+    storage.list()
+    assert sent[-1] is None
 
 
 def test_gcs_placeholders_and_hidden_objects_are_not_listed(fake_gcs) -> None:
