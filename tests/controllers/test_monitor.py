@@ -106,3 +106,42 @@ def test_poll_of_200_trials_with_3_changed_costs_4_requests_local(tmp_path):
 
 def test_poll_of_200_trials_with_3_changed_costs_4_requests_gcs(fake_gcs):
     _o_changed_case(fake_gcs.storage("job", "nas", "search"))
+
+
+def test_heartbeats_skip_fsync_and_signals_do_not(tmp_path, monkeypatch):
+    import os
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    storage = LocalStorage(tmp_path)  # fsync on, as in production
+    monitor = JobMonitor(storage, ["1", "2"])
+    assert monitor.write_heartbeat(["1", "2"], 123.0) == 2
+    assert synced == []  # a liveness file must be atomic, not durable
+    data, _ = storage.read(f"2/{p.CONTROLLER_ALIVE_TIMESTAMP_FILE}")
+    assert data == p.encode_controller_alive_timestamp(123.0)
+    monitor.post_signals(["1"], desired_training_pct=0.0)
+    assert len(synced) == 2  # a stop signal is durable: the file and its folder
+
+
+def test_gcs_look_lists_only_the_watched_files(fake_gcs, monkeypatch):
+    from proxy_task_utils import _gcs
+
+    storage = fake_gcs.storage("job", "nas", "search")
+    storage.write(f"1/{p.TRIAL_TRAINING_METRICS_FILE}", _metrics(0.1))
+    storage.write("1/checkpoints/ckpt-1.index", b"x")
+    storage.write(f"2/{p.JOB_STATUS_FILE}", p.encode_job_status("success"))
+    storage.write("3/x/" + p.TRIAL_TRAINING_METRICS_FILE, _metrics(0.9))  # not a trial's own file
+    globs: list[object] = []
+    real = _gcs.gcs.Client.list_blobs
+
+    def spy(self, *args, **kwargs):
+        globs.append(kwargs.get("match_glob"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(_gcs.gcs.Client, "list_blobs", spy)
+    snaps = JobMonitor(storage, ["1", "2", "3"]).poll()
+    assert globs == [f"job/nas/search/*/{{{p.TRIAL_TRAINING_METRICS_FILE},{p.JOB_STATUS_FILE}}}"]
+    assert snaps["1"].metrics.final_accuracy == 0.1
+    assert snaps["2"].job_status == "success"
+    assert snaps["3"].metrics is None
