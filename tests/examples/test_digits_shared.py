@@ -173,3 +173,14 @@ def test_checkpoint_to_resume_prefers_the_trials_own(tmp_path: Path, monkeypatch
         trial.checkpoint_to_resume(args, str(tmp_path / "x"), {}.get, "ckpt")
     with pytest.raises(ptu.ConfigurationError, match="needs --retrain_search_job_trials"):
         trial.checkpoint_to_resume(_args(retrain_use_search_job_checkpoint=True), str(own), {}.get, "ckpt")
+
+
+def test_fastest_quartile_mean_drops_the_slowed_repeats():
+    from examples.digits.latency import fastest_quartile_mean
+
+    # 8 clean repeats near 1 ms and 4 slowed by another process: the figure stays near 1 ms
+    times = [1.0, 1.02, 0.98, 1.01, 3.5, 1.0, 4.2, 0.99, 1.03, 2.8, 1.0, 5.0]
+    assert fastest_quartile_mean(times) == pytest.approx((0.98 + 0.99 + 1.0) / 3)
+    assert fastest_quartile_mean([2.0]) == 2.0
+    with pytest.raises(ValueError, match="no timings"):
+        fastest_quartile_mean([])
