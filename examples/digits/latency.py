@@ -2,9 +2,10 @@
 
 Trials measure their latency while other trials train on the other cores.
 Contention only ever adds time, so the slow repeats are noise: on the 2-core
-development machine with one core busy, the median of 30 batch-1 repeats of
-one model varied by up to 40 % between runs, the mean of the fastest quarter
-by about 1 %. Latency ranks the models (model selection's spread, the
+development machine with another trial training, the median of 30 batch-1
+repeats of one model varied by up to 50 % between runs; the mean of the
+fastest quarter of 200 repeats (about 0.2 s) by about 2 %: a longer window
+also outlasts the bursts of interference that slow a whole short one. Latency ranks the models (model selection's spread, the
 search's latency correlation), so a stable figure matters more than a typical one.
 """
 

@@ -83,7 +83,7 @@ def build_model(arch: dict[str, Any], model_scale: float = 1.0) -> nn.Module:
     return DigitsMnasNet(arch, model_scale).to(memory_format=torch.channels_last)
 
 
-def measure_latency_ms(model: nn.Module, *, repeats: int = 60, warmup: int = 10) -> float:
+def measure_latency_ms(model: nn.Module, *, repeats: int = 200, warmup: int = 10) -> float:
     """Batch-1 CPU inference time in milliseconds, on one thread: the mean of the fastest quarter.
 
     One thread makes the figure independent of how many trials share the

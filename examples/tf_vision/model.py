@@ -75,7 +75,7 @@ def build_model(arch: dict[str, Any], model_scale: float = 1.0) -> keras.Model:
     return keras.Model(inputs, logits, name="digits_mnasnet")
 
 
-def measure_latency_ms(model: keras.Model, *, repeats: int = 60, warmup: int = 10) -> float:
+def measure_latency_ms(model: keras.Model, *, repeats: int = 200, warmup: int = 10) -> float:
     """Batch-1 CPU inference time in milliseconds (a compiled ``tf.function``): the mean of the fastest quarter.
 
     The fastest quarter drops the repeats slowed by other trials
