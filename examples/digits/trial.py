@@ -31,17 +31,14 @@ def load_architecture(
     args: argparse.Namespace,
     model_dir: str,
     validate: Callable[[dict[str, Any]], Any],
-    *,
-    rejection_is_config_error: bool = True,
 ) -> dict[str, Any]:
     """The architecture: the source trial's in retrain mode, else ``--nas_params_str``; saved to the trial.
 
-    ``rejection_is_config_error``: ``validate``'s ValueError becomes a
-    ConfigurationError (the trainer logs it and exits 2); False lets it
-    propagate (traceback on stderr, the TensorFlow trainer's behaviour).
+    ``validate``'s ValueError becomes a ConfigurationError: the trainer logs
+    it and exits 2 (1 is reserved for a NaN).
 
     Raises:
-        proxy_task_utils.ConfigurationError: no architecture given, or (see above) ``validate`` rejected it.
+        proxy_task_utils.ConfigurationError: no architecture given, or ``validate`` rejected it.
     """
     if args.retrain_search_job_trials:
         source = ptu.get_finetune_nas_params_str(args.retrain_search_job_trials, args.retrain_search_job_dir)
@@ -54,8 +51,6 @@ def load_architecture(
     except ptu.ConfigurationError:
         raise
     except ValueError as exc:  # the search space's own check
-        if not rejection_is_config_error:
-            raise
         raise ptu.ConfigurationError(f"architecture from {source[:200]}: {exc}") from exc
 
 

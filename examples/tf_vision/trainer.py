@@ -168,7 +168,7 @@ def _run(args: argparse.Namespace, model_dir: str) -> int:
     tf.config.threading.set_intra_op_parallelism_threads(args.num_threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(args.seed)
-    arch = trial.load_architecture(args, model_dir, search_space.validate, rejection_is_config_error=False)
+    arch = trial.load_architecture(args, model_dir, search_space.validate)
     task = make_task(args.training_data_pct)
     model = _build(args, arch)
     step, origin = _restore(args, model_dir, model)
