@@ -65,7 +65,8 @@ def _add_run(parser: argparse.ArgumentParser) -> RunFn:
 
 @command("demo", help="the whole pipeline on the bundled PyTorch example (digits, MnasNet-like space)")
 def _add_demo(parser: argparse.ArgumentParser) -> RunFn:
-    parser.add_argument("--output-dir", default="proxy_task_demo", help="where the three controller folders go")
+    parser.add_argument("--output-dir", default=None,
+                        help="where the three controller folders go (proxy_task_demo, or proxy_task_demo_small)")
     parser.add_argument("--small", action="store_true", help="a tiny setting (a minute): 8 -> 4 models, few steps")
     _common(parser)
 
@@ -75,6 +76,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> RunFn:
         sys.path.insert(0, _REPO_ROOT)
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
         config = DEMO_SMALL_CONFIG if args.small else DEMO_CONFIG
-        return _run_pipeline(args, config, os.path.abspath(args.output_dir))
+        output_dir = args.output_dir or ("proxy_task_demo_small" if args.small else "proxy_task_demo")
+        return _run_pipeline(args, config, os.path.abspath(output_dir))
 
     return run
