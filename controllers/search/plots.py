@@ -50,6 +50,18 @@ def _xy(xs: Sequence[Any], ys: Sequence[Any]) -> tuple[list[float], list[float]]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def _finish_correlation_axes(fig: Any, ax: Any, target: float | None, xlabel: str, ylabel: str, title: str) -> bytes:
+    """Target line, labels, the [-1, 1] range and the legend of a correlation figure; returns the PNG."""
+    if target is not None:
+        ax.axhline(target, color="red", linestyle=":", label=f"target {target:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    return figure_to_png(fig)
+
+
 def _correlation_plot(
     x: Sequence[Any], corr: dict[str, list[dict[str, Any]]], method: str, target: float | None, xlabel: str, title: str
 ) -> bytes:
@@ -68,14 +80,7 @@ def _correlation_plot(
             if band:
                 ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], alpha=0.2,
                                 label=f"{m} bootstrap CI")
-    if target is not None:
-        ax.axhline(target, color="red", linestyle=":", label=f"target {target:g}")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("rank correlation with full training")
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
-    return figure_to_png(fig)
+    return _finish_correlation_axes(fig, ax, target, xlabel, "rank correlation with full training", title)
 
 
 def _accuracy_plot(
@@ -189,14 +194,7 @@ def render_analysis_plot(
         if band:
             ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], alpha=0.15,
                             color=line.get_color())
-    if target is not None:
-        ax.axhline(target, color="red", linestyle=":", label=f"target {target:g}")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("rank correlation")
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
-    return figure_to_png(fig)
+    return _finish_correlation_axes(fig, ax, target, xlabel, "rank correlation", title)
 
 
 def plot_proxy_state(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.latency_mode import trial_latency
+from controllers.search.state import read_folder_json
 from proxy_task_utils import protocol
 from proxy_task_utils.errors import ConfigurationError, NotFoundError, PreconditionFailedError, ProtocolError
 from proxy_task_utils.storage import Storage, join_uri, open_storage
@@ -247,14 +248,9 @@ def _final_job_dir(ms_storage: Storage, ms_state: Mapping[str, Any], path: str) 
 def reference_from_model_selection(model_selection_dir: str, *, require_complete: bool = True) -> ReferenceModels:
     """The final round of a model selection: its last iteration's job, trials ``1..num_trials``."""
     storage = open_storage(model_selection_dir)
-    path = join_uri(storage.uri, MODEL_SELECTION_STATE_FILE)
-    try:
-        data, _ = storage.read(MODEL_SELECTION_STATE_FILE)
-    except NotFoundError as exc:
-        raise ConfigurationError(
-            f"reference.model_selection_dir: {path} does not exist; point it at a model-selection folder"
-        ) from exc
-    state = protocol.load_json_object(data, path=path)
+    state, path = read_folder_json(
+        storage, MODEL_SELECTION_STATE_FILE, missing="point reference.model_selection_dir at a model-selection folder"
+    )
     job_dir, num_trials = _final_job_dir(storage, state, path)
     ids = [str(i) for i in range(1, num_trials + 1)] if num_trials else None
     return reference_from_job_dir(

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.search.plots import plot_file_names
-from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState
-from proxy_task_utils import protocol
-from proxy_task_utils.errors import ConfigurationError, NotFoundError
+from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState, read_folder_json
 from proxy_task_utils.storage import Storage, open_storage
 
 __all__ = [
@@ -40,14 +38,8 @@ BEST_PROXY_YAML = "best_proxy_task.yaml"
 
 def load_search_state(storage: Storage) -> SearchState:
     """Reads the search state of a controller folder (ConfigurationError naming it if absent)."""
-    try:
-        data, _ = storage.read(SEARCH_CONTROLLER_STATE_FILE)
-    except NotFoundError as exc:
-        raise ConfigurationError(
-            f"{storage.child_uri(SEARCH_CONTROLLER_STATE_FILE)} does not exist: is this a search controller folder?"
-        ) from exc
-    path = storage.child_uri(SEARCH_CONTROLLER_STATE_FILE)
-    return SearchState.from_dict(protocol.load_json_object(data, path=path), path=path)
+    obj, path = read_folder_json(storage, SEARCH_CONTROLLER_STATE_FILE, missing="is this a search controller folder?")
+    return SearchState.from_dict(obj, path=path)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:

@@ -23,7 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy_task_utils.errors import ConfigurationError
+from proxy_task_utils import protocol
+from proxy_task_utils.errors import ConfigurationError, NotFoundError
+from proxy_task_utils.storage import Storage
 
 __all__ = [
     "SEARCH_CONTROLLER_STATE_FILE",
@@ -216,3 +218,18 @@ class SearchState:
         if not isinstance(state.best_proxy_task_name, str):
             state.best_proxy_task_name = ""
         return state
+
+
+def read_folder_json(storage: Storage, name: str, *, missing: str) -> tuple[dict[str, Any], str]:
+    """``(object, uri)`` of a JSON file in a controller folder; ``missing`` says what to do when it is absent.
+
+    Raises:
+        ConfigurationError: the file is absent (``"<uri> does not exist; <missing>"``).
+        proxy_task_utils.errors.ProtocolError: it is not a JSON object (names the file).
+    """
+    path = storage.child_uri(name)
+    try:
+        data, _ = storage.read(name)
+    except NotFoundError as exc:
+        raise ConfigurationError(f"{path} does not exist; {missing}") from exc
+    return protocol.load_json_object(data, path=path), path

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controllers.search.state import read_folder_json
 from controllers.stats import Ceiling, noise_ceiling, prob_target_reachable
-from proxy_task_utils import protocol
-from proxy_task_utils.errors import ConfigurationError, NotFoundError
-from proxy_task_utils.storage import join_uri, open_storage
+from proxy_task_utils.errors import ConfigurationError
+from proxy_task_utils.storage import open_storage
 
 __all__ = [
     "VARIANCE_RESULT_FILE",
@@ -74,15 +74,11 @@ def seed_noise_from_result(
 
 def read_seed_noise(variance_dir: str, *, reference_mean: float | None = None) -> SeedNoise:
     """Reads ``variance_and_smoothness.json`` of a variance-measurement folder."""
-    storage = open_storage(variance_dir)
-    path = join_uri(storage.uri, VARIANCE_RESULT_FILE)
-    try:
-        data, _ = storage.read(VARIANCE_RESULT_FILE)
-    except NotFoundError as exc:
-        raise ConfigurationError(
-            f"noise.variance_dir: {path} does not exist; finish the variance measurement or give noise.seed_std"
-        ) from exc
-    return seed_noise_from_result(protocol.load_json_object(data, path=path), path=path, reference_mean=reference_mean)
+    obj, path = read_folder_json(
+        open_storage(variance_dir), VARIANCE_RESULT_FILE,
+        missing="finish the variance measurement or give noise.seed_std (noise.variance_dir)",
+    )
+    return seed_noise_from_result(obj, path=path, reference_mean=reference_mean)
 
 
 @dataclass(frozen=True)
