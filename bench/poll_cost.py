@@ -5,7 +5,7 @@ each, a 20-cycle ``TRIAL_TRAINING_METRICS.json``). Between two polls a random
 fraction of the trials append one cycle (an atomic rewrite of their metrics
 file, by a separate storage client whose requests are not counted).
 
-* ours: the real :func:`controllers.jobs.run_job` loop (launch, runner poll,
+* ours: the real :func:`controllers.engine.jobs.run_job` loop (launch, runner poll,
   monitor look, re-reads, heartbeats, throttled state saves, the ``on_poll``
   view) with the config defaults ``poll_interval_secs=10``,
   ``heartbeat_interval_secs=60``, ``state_save_interval_secs=30`` on a fake
@@ -44,8 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._replay import BenchRunner, FakeClock, SimulatedTrainers, parallel, tracked_storages  # noqa: E402
 from controllers import jobs as jobs_module  # noqa: E402
-from controllers.jobs import JobRecord, JobSettings, JobSpec, TrialPlan, job_dir_uri, run_job  # noqa: E402
-from controllers.monitor import JobMonitor  # noqa: E402
+from controllers.engine.jobs import JobRecord, JobSettings, JobSpec, TrialPlan, job_dir_uri, run_job  # noqa: E402
+from controllers.engine.monitor import JobMonitor  # noqa: E402
 from proxy_task_utils import protocol as p  # noqa: E402
 from proxy_task_utils.storage import Storage, open_storage  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Stop latency: from the "stop all" decision to the last trial process exited.
 
-A real job: :func:`controllers.jobs.run_job` with the :class:`LocalRunner` and
+A real job: :func:`controllers.engine.jobs.run_job` with the :class:`LocalRunner` and
 N replay trainers (real subprocesses, ``--sleep_per_cycle`` per cycle, a stop
 check before every cycle). The job loop's ``on_poll`` callback returns
 :class:`StopAll` as soon as every trial has recorded ``--decide-after``
@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from controllers.jobs import JobRecord, JobSettings, JobSpec, JobView, StopAll, TrialPlan, job_dir_uri, run_job  # noqa: E402
+from controllers.engine.jobs import JobRecord, JobSettings, JobSpec, JobView, StopAll, TrialPlan, job_dir_uri, run_job  # noqa: E402
 from controllers.runners import LocalRunner  # noqa: E402
 
 TOTAL_CYCLES = 400

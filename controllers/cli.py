@@ -1,186 +1,319 @@
-"""The ``proxy-task`` command line: a thin layer over the tools.
+"""The ``proxy-task`` command line: every verb, one parser, one exit-code map.
 
-Subcommands are registered in a tiny registry, so each tool module owns its
-own command. To add one (e.g. ``search``, ``report``, ``analyze``)::
+A verb is a function ``(args) -> int`` that imports what it needs when it runs, so
+``proxy-task --help`` and ``import controllers.cli`` stay light. The parser is built in
+:func:`build_parser`; :func:`main` runs a verb and turns the errors of
+:mod:`controllers.errors` into one line on stderr and an exit code (0 done, 1 negative verdict or
+diagnosed abort, 2 bad usage or config, 3 folder held by another controller, 130 interrupted).
 
-    # controllers/search_cli.py  (any module listed in COMMAND_MODULES)
-    from controllers.cli import command
-
-    @command("search", help="search for the cheapest proxy task")
-    def _add_search(parser):                      # gets an argparse sub-parser
-        parser.add_argument("config")
-        parser.add_argument("--resume", action="store_true")
-        return run_search_command                 # called as run(args) -> exit code
-
-The CLI imports every module of :data:`COMMAND_MODULES` at start-up (a module
-that does not exist yet is skipped, any other import error is raised), so
-registering is one line in that tuple, or nothing at all for the module names
-already listed there. ``measure-variance``, ``select-models`` and ``status``
-are registered at the bottom of this module. Modules are imported only when the CLI runs, so
-``import controllers.cli`` stays light.
-
-Exit codes: 0 done, 1 the tool ran but its verdict is negative or aborted
-(diagnosis printed), 2 bad usage or config, 3 another controller holds the folder.
+Every controller verb (``measure-variance``, ``select-models``, ``search``, ``run``, ``demo``)
+takes the same common flags: ``--resume``, ``--no-progress`` and ``-v``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
 
-__all__ = ["command", "main", "build_parser", "COMMAND_MODULES", "Command"]
+from controllers import errors
 
-#: Modules that register subcommands; missing ones are skipped.
-COMMAND_MODULES: tuple[str, ...] = (
-    "controllers.search_cli",  # search, report, analyze (the search controller)
-    "controllers.search.cli",
-    "controllers.latency_worker",  # latency-worker
-    "controllers.pipeline_cli",  # run, demo
-)
+__all__ = ["main", "build_parser"]
 
-RunFn = Callable[[argparse.Namespace], int]
-AddFn = Callable[[argparse.ArgumentParser], RunFn]
+Verb = Callable[[argparse.Namespace], int]
 
 
-@dataclass(frozen=True)
-class Command:
-    name: str
-    help: str
-    add: AddFn
+def _version() -> str:
+    try:
+        return metadata.version("proxy-task-utils")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
 
 
-_REGISTRY: dict[str, Command] = {}
+def _progress(args: argparse.Namespace) -> Any:
+    from controllers.engine.progress import make_progress
+
+    return make_progress(interactive=False if args.no_progress else None)
 
 
-def command(name: str, *, help: str) -> Callable[[AddFn], AddFn]:
-    """Decorator: register a subcommand whose function adds arguments and returns the runner."""
-
-    def register(add: AddFn) -> AddFn:
-        if name in _REGISTRY and _REGISTRY[name].add is not add:
-            raise ValueError(f"subcommand {name!r} is registered twice")
-        _REGISTRY[name] = Command(name, help, add)
-        return add
-
-    return register
+# -- the three tools -----------------------------------------------------------------------------
 
 
-def _load_command_modules() -> None:
-    for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # the module exists but one of its imports is missing
-                raise
+def _measure_variance(args: argparse.Namespace) -> int:
+    from controllers.config import load_config
+    from controllers.variance.config import VarianceConfig
+    from controllers.variance.controller import run_variance_measurement
+    from controllers.variance.report import summary_lines
+
+    config = load_config(args.config, VarianceConfig)
+    progress = _progress(args)
+    try:
+        report = run_variance_measurement(config, resume=args.resume, progress=progress)
+    finally:
+        progress.close()
+    print("\n".join(summary_lines(report.result)))
+    return errors.EXIT_OK
+
+
+def _select_models(args: argparse.Namespace) -> int:
+    from controllers.config import load_config
+    from controllers.selection.config import ModelSelectionConfig
+    from controllers.selection.controller import run_model_selection
+    from controllers.selection.report import summary_line
+
+    config = load_config(args.config, ModelSelectionConfig)
+    progress = _progress(args)
+    try:
+        result = run_model_selection(config, resume=args.resume, progress=progress)
+    finally:
+        progress.close()
+    print(summary_line(result))
+    return errors.EXIT_OK
+
+
+def _search(args: argparse.Namespace) -> int:
+    from controllers.config import load_config
+    from controllers.search.config import SearchConfig
+    from controllers.search.controller import run_search
+    from controllers.search.report import search_status_text
+
+    config = load_config(args.config, SearchConfig)
+    if args.poll_interval is not None:
+        config.timeouts.poll_interval_secs = args.poll_interval
+    progress = _progress(args)
+    try:
+        state = run_search(config, resume=args.resume, progress=progress)
+    finally:
+        progress.close()
+    print(search_status_text(config.controller_dir))
+    return errors.EXIT_OK if state.best_proxy_task_name else errors.EXIT_NEGATIVE
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+
+
+def _run_pipeline(args: argparse.Namespace, config_path: str, output_dir: str | None) -> int:
+    from controllers.config import load_config
+    from controllers.pipeline import PipelineConfig, run_pipeline, summary_text
+
+    config = load_config(config_path, PipelineConfig)
+    if output_dir is not None:
+        config = PipelineConfig.model_validate({**config.model_dump(), "output_dir": output_dir})
+    if args.max_parallel_trials is not None:
+        config.runner.max_parallel_trials = args.max_parallel_trials
+    progress = _progress(args)
+    try:
+        result = run_pipeline(config, resume=args.resume, progress=progress)
+    except errors.StateError as exc:
+        raise errors.StateError(f"{exc} (add --resume to continue a previous run in that folder)") from None
+    finally:
+        progress.close()
+    print(summary_text(result))
+    return errors.EXIT_OK if result.search is None or result.search.best_proxy_task_name else errors.EXIT_NEGATIVE
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _run_pipeline(args, args.config, args.output_dir)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from controllers.pipeline import DEMO_IMPORT_ROOT, demo_config_path
+
+    # The example's modules (search space, proxy generator) import from here and in every trial.
+    sys.path.insert(0, DEMO_IMPORT_ROOT)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (DEMO_IMPORT_ROOT, os.environ.get("PYTHONPATH")) if p)
+    output_dir = args.output_dir or ("proxy_task_demo_small" if args.small else "proxy_task_demo")
+    return _run_pipeline(args, demo_config_path(small=args.small), os.path.abspath(output_dir))
+
+
+# -- reading a folder ----------------------------------------------------------------------------
+
+
+def _status(args: argparse.Namespace) -> int:
+    from controllers.status import print_status
+
+    return print_status(args.dir)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from controllers.search.report import write_report
+
+    out = write_report(args.dir, train_steps_arg=args.train_steps_arg, decay_steps_arg=args.decay_steps_arg)
+    print(f"wrote {out['markdown']}\nwrote {out['html']}")
+    if out["best_proxy_task"]:
+        print(f"wrote {out['best_proxy_task']}")
+        return errors.EXIT_OK
+    print("no proxy task succeeded: no best_proxy_task.yaml")
+    return errors.EXIT_NEGATIVE
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from controllers.search.analyze import ANALYSIS_JSON, analyze_folder, format_table
+
+    targets = tuple(args.target) if args.target else (0.65, 0.8, 0.9)
+    analysis = analyze_folder(
+        args.dir, method=args.correlation, targets=targets, n_bootstrap=args.bootstrap, plot=not args.no_plot
+    )
+    print(format_table(analysis))
+    print(f"wrote {analysis.folder.rstrip('/')}/{ANALYSIS_JSON}")
+    return errors.EXIT_OK
+
+
+def _latency_worker(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    from dataclasses import asdict
+
+    from controllers.latency.worker import LatencyWorker, WorkerConfig
+    from proxy_task_utils.storage import open_storage
+
+    config = WorkerConfig(
+        worker_id=args.worker_id, num_workers=args.workers, device=args.device, repeats=args.repeats,
+        warmup=args.warmup, poll_secs=args.poll_secs, steal_after_secs=args.steal_after_secs,
+        exit_when_idle_secs=args.exit_when_idle_secs, threads=args.threads,
+    )  # fmt: skip
+    controller = open_storage(args.controller_dir) if args.controller_dir else None
+    worker = LatencyWorker(open_storage(args.watch), config, controller=controller)
+
+    def request_stop(signum: int, frame: object) -> None:
+        worker.stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    log = logging.getLogger("controllers.latency.worker")
+    log.info("latency worker %d/%d (%s) watching %s on %s", config.worker_id, config.num_workers,
+             worker.instance, args.watch, config.device)  # fmt: skip
+    summary = worker.run()
+    log.info("latency worker %d exits: %s", config.worker_id, summary.exit_reason)
+    print(json.dumps(asdict(summary)), flush=True)
+    return errors.EXIT_OK
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def _common_flags() -> argparse.ArgumentParser:
+    """The flags every controller verb takes, the same way."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--resume", action="store_true", help="continue the run recorded in the folder's state")
+    common.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live table")
+    return common
+
+
+def _verbose_flag() -> argparse.ArgumentParser:
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    return verbose
 
 
 def build_parser() -> argparse.ArgumentParser:
-    _load_command_modules()
+    """The whole ``proxy-task`` parser; each sub-parser's default ``_verb`` is the function it runs."""
+    verbose = _verbose_flag()
+    common = _common_flags()
     parser = argparse.ArgumentParser(
-        prog="proxy-task", description="Proxy-task design for neural architecture search."
+        prog="proxy-task", description="Proxy-task design for neural architecture search.", parents=[verbose]
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for name in sorted(_REGISTRY):
-        cmd = _REGISTRY[name]
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        p.set_defaults(_run=cmd.add(p))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def verb(name: str, fn: Verb, help: str, *, controller: bool = False) -> argparse.ArgumentParser:
+        parents = [verbose, common] if controller else [verbose]
+        p = sub.add_parser(name, help=help, description=help, parents=parents)
+        p.set_defaults(_verb=fn)
+        return p
+
+    p = verb("measure-variance", _measure_variance, "measure run-to-run variance and curve smoothness of one model",
+             controller=True)  # fmt: skip
+    p.add_argument("config", help="YAML config (controllers.variance.config.VarianceConfig)")
+
+    p = verb("select-models", _select_models, "select the reference models for the proxy-task search", controller=True)
+    p.add_argument("config", help="YAML config (controllers.selection.config.ModelSelectionConfig)")
+
+    p = verb("search", _search, "search for the cheapest proxy task that ranks models like full training",
+             controller=True)  # fmt: skip
+    p.add_argument("config", help="YAML config (controllers.search.config.SearchConfig)")
+    p.add_argument("--poll-interval", type=float, default=None, help="override timeouts.poll_interval_secs")
+
+    for name, fn, help in (
+        ("run", _run, "run variance measurement, model selection and proxy-task search from one pipeline YAML"),
+        ("demo", _demo, "the whole pipeline on the bundled PyTorch example (digits, MnasNet-like space)"),
+    ):
+        p = verb(name, fn, help, controller=True)
+        if name == "run":
+            p.add_argument("config", help="pipeline YAML (controllers.pipeline.PipelineConfig)")
+        else:
+            p.add_argument("--small", action="store_true", help="a tiny setting (a minute): 8 -> 4 models, few steps")
+        p.add_argument("--output-dir", default=None,
+                       help="where the three controller folders go (default: the config's output_dir; "
+                            "for demo proxy_task_demo or proxy_task_demo_small)")  # fmt: skip
+        p.add_argument("--max-parallel-trials", type=int, default=None, help="trials at once (default: cores)")
+
+    p = verb("status", _status, "print the state of a controller folder")
+    p.add_argument("dir", help="controller folder (path or gs://)")
+
+    p = verb("report", _report, "write report.md/report.html (and best_proxy_task.yaml) for a search folder")
+    p.add_argument("dir", help="the search controller folder")
+    p.add_argument("--train-steps-arg", default=None, help="trainer arg for the step count (train_steps)")
+    p.add_argument("--decay-steps-arg", default=None, help="trainer arg for the cosine decay steps (decay_steps)")
+
+    p = verb("analyze", _analyze, "correlation vs step from curves already recorded in a controller folder (no compute)")
+    p.add_argument("dir", help="a model-selection, search or job folder")
+    p.add_argument("--correlation", choices=("spearman", "kendall"), default="spearman")
+    p.add_argument("--target", type=float, action="append", default=None,
+                   help="report the first step reaching this correlation (repeatable; default 0.65 0.8 0.9)")  # fmt: skip
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CI")
+    p.add_argument("--no-plot", action="store_true")
+
+    p = verb("latency-worker", _latency_worker,
+             "measure exported models' latency on this machine for the trainers of a folder")  # fmt: skip
+    p.add_argument("--watch", required=True, help="controller, job or trial folder (path or gs://) to serve")
+    p.add_argument("--controller-dir", default=None, help="where controller_finished.json appears (default: --watch)")
+    p.add_argument("--workers", type=int, default=1, help="number of workers sharing the folder (default 1)")
+    p.add_argument("--worker-id", type=int, default=0, help="this worker's index in [0, --workers) (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or gpu (default cpu)")
+    p.add_argument("--repeats", type=int, default=100, help="timed batch-1 runs per model (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--poll-secs", type=float, default=10.0, help="seconds between listings (default 10)")
+    p.add_argument("--steal-after-secs", type=float, default=None,
+                   help="take another shard's model left unclaimed this long (default 2 polls)")  # fmt: skip
+    p.add_argument("--exit-when-idle-secs", type=float, default=None,
+                   help="exit after this long with nothing to do (default: wait for the controller's marker)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; errors of :mod:`controllers.errors` become a message and an exit code."""
     # Like ``python -m``: user modules named in configs ("my.trainer.space:sample") import from here.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args._run(args))
-
-
-# -- the commands of this module's tools ---------------------------------------------------
-
-
-def _run_tool(args: argparse.Namespace, which: str) -> int:
-    from controllers.config import ConfigError, ModelSelectionConfig, VarianceConfig, load_config
-    from controllers.progress import make_progress
-    from controllers.state import LeaseHeldError, StateError
-
-    progress = None
     try:
-        if which == "variance":
-            from controllers.variance import VarianceError, run_variance_measurement
-
-            config = load_config(args.config, VarianceConfig)
-            progress = make_progress()
-            try:
-                report = run_variance_measurement(config, resume=args.resume, progress=progress)
-            except VarianceError as exc:
-                print(f"variance measurement failed:\n{exc}", file=sys.stderr)
-                return 1
-            r = report.result
-            print(f"{r['variance_info']} (variance {r['variance_value']}, seed std {r['seed_std']:.4g}, "
-                  f"{r['n_succeeded']}/{r['n_copies']} copies)")  # fmt: skip
-            print(r["smoothness_info"] + f" (smoothness {r['smoothness_value']:.4g})")
-            return 0
-        from controllers.model_selection import ModelSelectionAborted, run_model_selection
-
-        config = load_config(args.config, ModelSelectionConfig)
-        progress = make_progress()
-        try:
-            result = run_model_selection(config, resume=args.resume, progress=progress)
-        except ModelSelectionAborted as exc:
-            print(f"model selection aborted:\n{exc}", file=sys.stderr)
-            return 1
-        print(f"reference models: trials {', '.join(result.reference_trials)} of {result.final_job_dir}")
-        return 0
-    except (ConfigError, StateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except LeaseHeldError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    finally:
-        if progress is not None:
-            progress.close()
-
-
-@command("measure-variance", help="measure run-to-run variance and curve smoothness of one model")
-def _add_variance(parser: argparse.ArgumentParser) -> RunFn:
-    parser.add_argument("config", help="YAML config (VarianceConfig)")
-    parser.add_argument("--resume", action="store_true", help="continue the run recorded in controller_dir")
-    return lambda args: _run_tool(args, "variance")
-
-
-@command("select-models", help="select the reference models for the proxy-task search")
-def _add_select(parser: argparse.ArgumentParser) -> RunFn:
-    parser.add_argument("config", help="YAML config (ModelSelectionConfig)")
-    parser.add_argument("--resume", action="store_true", help="continue the run recorded in controller_dir")
-    return lambda args: _run_tool(args, "selection")
-
-
-@command("status", help="print the state of a controller folder")
-def _add_status(parser: argparse.ArgumentParser) -> RunFn:
-    parser.add_argument("dir", help="controller folder (path or gs://)")
-
-    def run(args: argparse.Namespace) -> int:
-        from controllers.progress import print_status
-
-        return print_status(args.dir)
-
-    return run
+        return int(args._verb(args))
+    except BaseException as exc:
+        code = errors.exit_code(exc)
+        if code is None:
+            raise
+        if code == errors.EXIT_INTERRUPTED:
+            print(f"interrupted: {_one_line(exc)}" if str(exc) else "interrupted", file=sys.stderr)
+        elif code == errors.EXIT_NEGATIVE:
+            print(f"aborted: {_one_line(exc)}", file=sys.stderr)
+        else:
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # python -m controllers.cli
-    # Run the *imported* module's main so plugins and this code share one registry.
-    from controllers.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -1,4 +1,6 @@
-"""User configs (YAML -> pydantic v2): the shared parts and the two tools of this module.
+"""User configs (YAML -> pydantic v2): the parts every tool shares, and loading them.
+
+Each tool's own model lives in its package (``controllers.variance.config``, ...).
 
 Every model forbids unknown keys, so a typo is an error that names the field.
 The search controller builds its ``SearchConfig`` from the shared parts::
@@ -20,7 +22,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controllers.jobs import JobSettings
+from controllers.engine.jobs import JobSettings
+from controllers.errors import ConfigError
 from controllers.runners.ray_runner import RayOptions
 from controllers.runners.vertex_runner import VertexOptions
 
@@ -32,8 +35,6 @@ __all__ = [
     "TimeoutsConfig",
     "LatencyConfig",
     "ControllerConfig",
-    "VarianceConfig",
-    "ModelSelectionConfig",
     "ConfigError",
     "load_config",
     "parse_config",
@@ -41,9 +42,6 @@ __all__ = [
 
 _C = TypeVar("_C", bound=BaseModel)
 
-
-class ConfigError(ValueError):
-    """A config file is unreadable or invalid; the message names the file and each bad field."""
 
 
 class StrictModel(BaseModel):
@@ -261,51 +259,6 @@ class ControllerConfig(StrictModel):
                 f"latency.timeout_secs ({wait:g}) must be <= timeouts.stop_grace_secs ({grace:g}): a trainer told "
                 "to stop still waits for its latency before it exits"
             )
-        return self
-
-
-class VarianceConfig(ControllerConfig):
-    """Variance measurement (reference §2)."""
-
-    search_space: SearchSpaceConfig
-    num_copies: int = Field(default=5, ge=2)
-    min_successful_copies: int = Field(default=3, ge=2)
-    max_workable_attempts: int = Field(default=10, ge=1)
-    workable_training_pct: float = Field(default=1.0, gt=0, le=100)
-    copies_training_pct: float = Field(default=100.0, gt=0)
-    max_variance_to_be_good: float = Field(default=0.4, ge=0)
-    max_smoothness_to_be_good: float = Field(default=10.0, ge=0)
-
-    @model_validator(mode="after")
-    def _copies(self) -> VarianceConfig:
-        if self.min_successful_copies > self.num_copies:
-            raise ValueError(
-                f"min_successful_copies ({self.min_successful_copies}) must be <= num_copies ({self.num_copies})"
-            )
-        return self
-
-
-class ModelSelectionConfig(ControllerConfig):
-    """Model selection (reference §3)."""
-
-    search_space: SearchSpaceConfig
-    start_num_models: int = Field(default=30, ge=2)
-    final_num_models: int = Field(default=10, ge=2)
-    num_models_to_remove_per_iter: int = Field(default=5, ge=1)
-    min_num_filtered_trials: int = Field(default=2, ge=1)
-    max_failure_ratio: float = Field(default=0.2, ge=0, le=1)
-    require_latency: bool = False
-    accuracy_metric_id: str = "accuracy"
-    latency_metric_id: str | None = None
-
-    @model_validator(mode="after")
-    def _sizes(self) -> ModelSelectionConfig:
-        if self.final_num_models > self.start_num_models:
-            raise ValueError(
-                f"final_num_models ({self.final_num_models}) must be <= start_num_models ({self.start_num_models})"
-            )
-        if self.require_latency and self.latency.mode == "none":
-            raise ValueError("require_latency is true but latency.mode is 'none': set latency.mode to trainer or worker")
         return self
 
 

@@ -24,20 +24,32 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from controllers.config import (
-    ConfigError,
     LatencyConfig,
-    ModelSelectionConfig,
     RunnerConfig,
     SearchSpaceConfig,
     StrictModel,
     TimeoutsConfig,
     TrainerConfig,
-    VarianceConfig,
     load_config,
 )
-from controllers.progress import NullProgress, Progress
+from controllers.engine.progress import NullProgress, Progress
+from controllers.errors import ConfigError
+from controllers.selection.config import ModelSelectionConfig
+from controllers.variance.config import VarianceConfig
 
-__all__ = ["STAGES", "PipelineConfig", "PipelineResult", "run_pipeline", "stage_configs", "summary_text"]
+__all__ = [
+    "STAGES",
+    "DEMO_IMPORT_ROOT",
+    "PipelineConfig",
+    "PipelineResult",
+    "demo_config_path",
+    "run_pipeline",
+    "stage_configs",
+    "summary_text",
+]
+
+#: Where the bundled example's modules import from (the repository root).
+DEMO_IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 Stage = Literal["variance", "model_selection", "search"]
 STAGES: tuple[Stage, ...] = ("variance", "model_selection", "search")
@@ -147,16 +159,16 @@ def run_pipeline(config: PipelineConfig | str, *, resume: bool = False, progress
 
     Raises:
         ConfigError: an invalid pipeline config.
-        controllers.state.StateError: a stage folder already holds a state and ``resume`` is False.
-        controllers.variance.VarianceError, controllers.model_selection.ModelSelectionAborted,
+        controllers.engine.state.StateError: a stage folder already holds a state and ``resume`` is False.
+        controllers.variance.VarianceError, controllers.selection.controller.ModelSelectionAborted,
         controllers.search.controller.SearchAborted: a stage ended with a diagnosis.
     """
     import time
 
-    from controllers.model_selection import run_model_selection
-    from controllers.proxy_search import run_search
+    from controllers.search.controller import run_search
     from controllers.search.report import write_report
-    from controllers.variance import run_variance_measurement
+    from controllers.selection.controller import run_model_selection
+    from controllers.variance.controller import run_variance_measurement
 
     if isinstance(config, (str, os.PathLike)):
         config = load_pipeline_config(config)
@@ -193,19 +205,15 @@ def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
 def summary_text(result: PipelineResult) -> str:
     """The closing summary: best proxy, its correlation with CI, cost vs full training, ceiling, files."""
     from controllers.search.report import best_proxy_config, load_search_state
+    from controllers.variance.report import seed_noise_line
     from proxy_task_utils.storage import open_storage
 
     lines = [f"Proxy-task design finished in {sum(result.stage_seconds.values()):.0f} s: {result.output_dir}"]
     for stage, secs in result.stage_seconds.items():
         lines.append(f"  {stage.replace('_', ' '):<16} {secs:7.1f} s")
-    variance = result.variance
-    if variance is not None:
-        res = getattr(variance, "result", None) or {}
-        if isinstance(res, dict) and res.get("seed_std") is not None:
-            lines.append(
-                f"Seed noise (variance tool): std {res['seed_std']:.4f} of the final accuracy over "
-                f"{res.get('n_succeeded', '?')} copies; CV {res.get('variance_value', float('nan')):.4f}"
-            )
+    res = getattr(result.variance, "result", None)
+    if isinstance(res, dict) and (line := seed_noise_line(res)) is not None:
+        lines.append(line)
     if result.search is None:
         return "\n".join(lines)
     search_dir = result.report_files.get("markdown", "").rsplit("/", 1)[0]
@@ -249,3 +257,9 @@ def summary_text(result: PipelineResult) -> str:
     lines.append(f"Plots: {search_dir}/proxy_task_*.png, {result.output_dir}/variance/variance_curves.png, "
                  f"{result.output_dir}/model_selection/**/filtered_trial_scores.png")
     return "\n".join(lines)
+
+
+def demo_config_path(*, small: bool = False) -> str:
+    """The bundled PyTorch example's pipeline config (``proxy-task demo [--small]``)."""
+    name = "pipeline_small.yaml" if small else "pipeline.yaml"
+    return os.path.join(DEMO_IMPORT_ROOT, "examples", "pytorch", name)

@@ -265,7 +265,7 @@ def _export_torch(model: Any, examples: tuple[Any, ...], fmt: str, storage: Stor
                 torch.export.save(torch.export.export(model, examples), buf)
             else:  # onnx: the TorchScript-based exporter needs only the onnx package
                 names = [f"input_{i}" for i in range(len(examples))]
-                torch.onnx.export(model, examples, buf, dynamo=False, input_names=names)
+                torch.onnx.export(model, examples, buf, dynamo=False, input_names=names)  # type: ignore[arg-type]  # a file object is accepted
     finally:
         if was_training:
             model.train()

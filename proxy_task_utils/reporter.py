@@ -13,6 +13,7 @@ timestamp inside it with this machine's wall clock.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -284,7 +285,7 @@ class TrialReporter:
                 self._set_signal(name, None)
                 continue
             try:
-                data, _ = self._call(lambda n=name: self.storage.read(n), what=f"read {name}")
+                data, _ = self._call(functools.partial(self.storage.read, name), what=f"read {name}")
                 value = (
                     p.decode_desired_training_pct(data, path=self.storage.child_uri(name))
                     if name == p.DESIRED_TRAINING_PCT_FILE

@@ -2,7 +2,7 @@
 
 A runner knows nothing about proxy tasks: it starts an argv list with an
 environment, reports whether it is still running and how it ended, and stops
-it. The job loop (:mod:`controllers.jobs`) is its only caller.
+it. The job loop (:mod:`controllers.engine.jobs`) is its only caller.
 
 Contract (every runner):
 
@@ -29,11 +29,10 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from controllers.errors import LaunchError
+
 __all__ = ["TrialSpec", "TrialHandle", "TrialStatus", "PollResult", "Runner", "LaunchError"]
 
-
-class LaunchError(RuntimeError):
-    """A trial process could not be started (record the trial as failed and go on)."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
-from controllers.state import pid_alive, process_start_ticks
+from controllers.runners.process import pid_alive, process_start_ticks
 
 __all__ = ["LocalRunner", "trial_env"]
 

@@ -47,9 +47,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controllers.errors import BackendUnreachableError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 
-__all__ = ["RayRunner", "RayOptions", "RayClusterUnreachableError", "submission_id_for"]
+__all__ = ["RayRunner", "RayOptions", "BackendUnreachableError", "submission_id_for"]
 
 _PIP_HINT = "pip install 'proxy-task-utils[ray]'"
 #: Jobs whose supervisor died with the node: the entrypoint's exit code is unknown.
@@ -71,9 +72,6 @@ class RayOptions(BaseModel):
     log_refresh_secs: float | None = Field(default=30.0, ge=0)
     unreachable_lost_secs: float = Field(default=600.0, gt=0)
 
-
-class RayClusterUnreachableError(RuntimeError):
-    """The Ray dashboard did not answer; retry later (no trial state was changed)."""
 
 
 def _job_submission() -> Any:
@@ -188,7 +186,7 @@ class RayRunner(Runner):
             try:
                 self._client_obj = js.JobSubmissionClient(self.address, headers=self._headers or None)
             except (ConnectionError, OSError, RuntimeError) as exc:
-                raise RayClusterUnreachableError(
+                raise BackendUnreachableError(
                     f"cannot reach the Ray dashboard at {self.address} (runner.ray.address): {exc}"
                 ) from exc
         return self._client_obj
@@ -197,14 +195,14 @@ class RayRunner(Runner):
         """The job's details, None when the cluster does not know it; raises when unreachable."""
         try:
             return self._client().get_job_info(submission_id)
-        except RayClusterUnreachableError:
+        except BackendUnreachableError:
             raise
         except OSError as exc:
-            raise RayClusterUnreachableError(f"Ray dashboard at {self.address} did not answer: {exc}") from exc
+            raise BackendUnreachableError(f"Ray dashboard at {self.address} did not answer: {exc}") from exc
         except RuntimeError as exc:
             if _is_not_found(exc):
                 return None
-            raise RayClusterUnreachableError(f"Ray dashboard at {self.address} failed: {exc}") from exc
+            raise BackendUnreachableError(f"Ray dashboard at {self.address} failed: {exc}") from exc
 
     # -- launch ---------------------------------------------------------------------
     def _env(self, spec: TrialSpec) -> dict[str, str]:
@@ -248,7 +246,7 @@ class RayRunner(Runner):
             os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)
         try:
             client = self._client()
-        except RayClusterUnreachableError as exc:  # nothing was sent: the trial did not start
+        except BackendUnreachableError as exc:  # nothing was sent: the trial did not start
             raise LaunchError(f"trial {spec.trial_id}: {exc}") from exc
         try:
             client.submit_job(
@@ -260,7 +258,7 @@ class RayRunner(Runner):
             )
         except Exception as exc:  # noqa: BLE001 - a refusal, or a failure after the job was created
             # Outcome unknown: look the job up. If the cluster cannot say, this raises
-            # RayClusterUnreachableError (the controller stops; its resume calls ``recover``).
+            # BackendUnreachableError (the controller stops; its resume calls ``recover``).
             info = self._job_info(submission_id)
             if info is not None and (info.metadata or {}).get("proxy_task_launch_token") == token:
                 return self._handle(spec, submission_id)  # it was created, and it is ours
@@ -286,7 +284,7 @@ class RayRunner(Runner):
         sid = handle.external_id
         try:
             info = self._job_info(sid)
-        except RayClusterUnreachableError as exc:
+        except BackendUnreachableError as exc:
             since = self._unreachable_since.setdefault(sid, self._clock())
             if self._clock() - since >= self._unreachable_lost:
                 return PollResult(TrialStatus.LOST, None, str(exc))
@@ -322,7 +320,7 @@ class RayRunner(Runner):
         """``stop_job``; Ray sends SIGTERM and escalates to SIGKILL itself (cluster setting)."""
         try:
             self._client().stop_job(handle.external_id)
-        except RayClusterUnreachableError:
+        except BackendUnreachableError:
             return  # the loop cancels again on a later poll if the trial is still running
         except Exception:  # noqa: BLE001 - ended or vanished jobs: cancel is idempotent
             return
@@ -331,7 +329,7 @@ class RayRunner(Runner):
         """True while the job runs; False when ended, unknown, not ours, or the cluster does not answer."""
         try:
             info = self._job_info(handle.external_id)
-        except RayClusterUnreachableError:
+        except BackendUnreachableError:
             return False  # poll keeps reporting RUNNING until unreachable_lost_secs
         if info is None:
             return False
@@ -342,7 +340,7 @@ class RayRunner(Runner):
     def recover(self, spec: TrialSpec) -> TrialHandle | None:
         """The job a crashed controller submitted for ``spec.launch_token`` (running or ended).
 
-        Raises :class:`RayClusterUnreachableError` rather than answer "no trace" when
+        Raises :class:`BackendUnreachableError` rather than answer "no trace" when
         the cluster does not answer (a wrong None would launch the trial twice).
         """
         if not spec.launch_token:

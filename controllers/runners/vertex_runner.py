@@ -37,9 +37,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controllers.errors import BackendUnreachableError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 
-__all__ = ["VertexRunner", "VertexOptions", "VertexUnreachableError", "container_args", "token_label"]
+__all__ = ["VertexRunner", "VertexOptions", "BackendUnreachableError", "container_args", "token_label"]
 
 _PIP_HINT = "pip install 'proxy-task-utils[vertex]'"
 TOKEN_LABEL = "proxy_task_token"
@@ -70,9 +71,6 @@ class VertexOptions(BaseModel):
     api_endpoint: str | None = None
     unreachable_lost_secs: float = Field(default=600.0, gt=0)
 
-
-class VertexUnreachableError(RuntimeError):
-    """The Vertex AI API did not answer (network, 5xx, auth); retry later, nothing was changed."""
 
 
 def _aiplatform() -> Any:
@@ -199,7 +197,7 @@ class VertexRunner(Runner):
         return self._client_obj
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run one API call; NotFound -> None; transient or auth errors -> VertexUnreachableError."""
+        """Run one API call; NotFound -> None; transient or auth errors -> BackendUnreachableError."""
         exc_mod = _api_exceptions()
         try:
             return fn()
@@ -207,7 +205,7 @@ class VertexRunner(Runner):
             return None
         except (exc_mod.ServerError, exc_mod.TooManyRequests, exc_mod.Unauthenticated,
                 exc_mod.PermissionDenied, exc_mod.RetryError, OSError) as exc:  # fmt: skip
-            raise VertexUnreachableError(f"Vertex AI at {self.api_endpoint}: {what} failed: {exc}") from exc
+            raise BackendUnreachableError(f"Vertex AI at {self.api_endpoint}: {what} failed: {exc}") from exc
 
     # -- launch -----------------------------------------------------------------------
     def custom_job(self, spec: TrialSpec, token: str) -> Any:
@@ -266,7 +264,7 @@ class VertexRunner(Runner):
         except (exc_mod.ClientError, ValueError) as exc:  # 4xx: the job was not created
             raise LaunchError(f"trial {spec.trial_id}: Vertex AI refused the job: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - outcome unknown (timeout, 5xx): look it up by label
-            # If the API cannot say either, this raises VertexUnreachableError: the controller
+            # If the API cannot say either, this raises BackendUnreachableError: the controller
             # stops with the launch intent on record and its resume calls ``recover``.
             found = self._find(token)
             if found is not None:
@@ -296,7 +294,7 @@ class VertexRunner(Runner):
         name = handle.external_id
         try:
             job = self._call("get", lambda: self._client().get_custom_job(name=name))
-        except VertexUnreachableError as exc:
+        except BackendUnreachableError as exc:
             since = self._unreachable_since.setdefault(name, self._clock())
             status = TrialStatus.LOST if self._clock() - since >= self._unreachable_lost else TrialStatus.RUNNING
             return PollResult(status, None, str(exc))
@@ -325,7 +323,7 @@ class VertexRunner(Runner):
         exc_mod = _api_exceptions()
         try:
             self._call("cancel", lambda: self._client().cancel_custom_job(name=handle.external_id))
-        except VertexUnreachableError:
+        except BackendUnreachableError:
             return  # the loop cancels again later if the trial is still running
         except exc_mod.ClientError:
             return  # already ended (400 FAILED_PRECONDITION) or gone: cancel is idempotent
@@ -334,7 +332,7 @@ class VertexRunner(Runner):
         """True while the job runs; False when ended, unknown, or the API does not answer."""
         try:
             job = self._call("get", lambda: self._client().get_custom_job(name=handle.external_id))
-        except VertexUnreachableError:
+        except BackendUnreachableError:
             return False  # poll keeps reporting RUNNING until unreachable_lost_secs
         return job is not None and job.state.name in _RUNNING_STATES
 

@@ -22,18 +22,18 @@ __all__ = [
 
 
 def __getattr__(name: str):  # lazy: keep `import controllers.search` light
-    if name in ("SearchController", "SearchAborted"):
+    if name in ("SearchController", "run_search"):
         from controllers.search import controller
 
         return getattr(controller, name)
+    if name == "SearchAborted":
+        from controllers.errors import SearchAborted
+
+        return SearchAborted
     if name == "SearchConfig":
         from controllers.search.config import SearchConfig
 
         return SearchConfig
-    if name == "run_search":
-        from controllers.proxy_search import run_search
-
-        return run_search
     if name == "write_report":
         from controllers.search.report import write_report
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.jobs import (
+from controllers.engine.faults import crash_point
+from controllers.engine.jobs import (
     JobRecord,
     JobResult,
     JobSpec,
@@ -28,8 +30,11 @@ from controllers.jobs import (
     job_dir_uri,
     run_job,
 )
-from controllers.latency_mode import latency_workers, trial_latency
-from controllers.progress import NullProgress, Progress
+from controllers.engine.lease import Lease
+from controllers.engine.progress import NullProgress, Progress
+from controllers.engine.state import StateFile
+from controllers.errors import SearchAborted
+from controllers.latency.mode import latency_workers, trial_latency
 from controllers.runners import Runner
 from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
@@ -48,21 +53,16 @@ from controllers.search.state import (
 )
 from controllers.search.step_stats import StepStats, compute_step_stats
 from controllers.search.verdicts import SeedNoise, Verdict, ceiling_verdict, closeness_to_ceiling, read_seed_noise
-from controllers.state import Lease, StateFile
 from controllers.stats import SUCCESSFUL_STATES, Ceiling, StopDecision, best_proxy
-from controllers.testing import crash_point
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import Storage, open_storage
 
-__all__ = ["SearchController", "SearchAborted", "load_proxy_configs", "load_reference", "RETRAIN_FLAGS"]
+__all__ = ["SearchController", "SearchAborted", "run_search", "load_proxy_configs", "load_reference", "RETRAIN_FLAGS"]
 
 logger = logging.getLogger("controllers.search")
 
 STATE_KIND = "proxy_task_search"
 
-
-class SearchAborted(RuntimeError):
-    """The search stopped before evaluating all proxies (e.g. target out of reach); state is saved."""
 
 
 @dataclass
@@ -224,7 +224,7 @@ class SearchController:
         Raises:
             SearchAborted: ``noise.abort_if_unreachable`` and the target is out of reach.
             ConfigurationError: Bad reference, configs or state.
-            controllers.state.LeaseHeldError: Another controller drives this folder.
+            controllers.errors.LeaseHeldError: Another controller drives this folder.
         """
         self._lease = Lease(self.storage, timeout_secs=self.config.timeouts.lease_timeout_secs,
                             clock=self.clock, sleep=self.sleep)
@@ -507,3 +507,24 @@ class SearchController:
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def run_search(config: Any, *, resume: bool = False, write_report: bool = True, **options: Any) -> Any:
+    """Runs (or resumes) a search and writes the report; returns the final ``SearchState``.
+
+    Args:
+        config: A :class:`~controllers.search.config.SearchConfig` or the path of its YAML file.
+        resume: Continue from the folder's ``SEARCH_CONTROLLER_STATE.json``.
+        write_report: Write ``report.md``/``report.html``/``best_proxy_task.yaml`` at the end.
+        **options: Passed to :class:`~controllers.search.controller.SearchController`
+            (``runner``, ``progress``, ``clock``, ``sleep``).
+    """
+    from controllers.config import load_config
+    from controllers.search.report import write_report as _write_report
+
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config, SearchConfig)
+    state = SearchController(config, resume=resume, **options).run()
+    if write_report:
+        _write_report(config.controller_dir)
+    return state

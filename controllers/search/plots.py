@@ -7,30 +7,18 @@ point (or the last settled step), and the controller redraws at most once per po
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import Any
 
+from controllers import plotting
 from proxy_task_utils.storage import Storage
 
 __all__ = ["plot_file_names", "render_proxy_plots", "plot_proxy_state", "render_analysis_plot", "figure_to_png"]
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def figure_to_png(fig: Any) -> bytes:
-    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=80)
-    _plt().close(fig)
-    return buf.getvalue()
+    return plotting.figure_to_png(fig, dpi=80)
 
 
 def plot_file_names(name: str) -> dict[str, str]:
@@ -65,7 +53,7 @@ def _finish_correlation_axes(fig: Any, ax: Any, target: float | None, xlabel: st
 def _correlation_plot(
     x: Sequence[Any], corr: dict[str, list[dict[str, Any]]], method: str, target: float | None, xlabel: str, title: str
 ) -> bytes:
-    plt = _plt()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for m, rows in corr.items():
         xs, ys = _xy(x, [r.get("coefficient") for r in rows])
@@ -87,7 +75,7 @@ def _accuracy_plot(
     x: Sequence[Any], median: Sequence[Any], curves: Sequence[Sequence[tuple[float, float]]] | None,
     target: float | None, xlabel: str, title: str,
 ) -> bytes:
-    plt = _plt()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for curve in curves or ():
         if curve:
@@ -104,7 +92,7 @@ def _accuracy_plot(
 
 
 def _scatter(proxy: Sequence[Any], reference: Sequence[Any], title: str, xlabel: str, ylabel: str) -> bytes:
-    plt = _plt()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     xs, ys = _xy(reference, proxy)
     ax.scatter(xs, ys)
@@ -182,7 +170,7 @@ def render_analysis_plot(
 
     ``series[label] = {"x": [...], "coefficient": [...], "ci_low": [...], "ci_high": [...]}``.
     """
-    plt = _plt()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, s in series.items():
         xs, ys = _xy(s["x"], s["coefficient"])

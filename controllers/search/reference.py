@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controllers.latency_mode import trial_latency
+from controllers.latency.mode import trial_latency
 from controllers.search.state import read_folder_json
 from proxy_task_utils import protocol
 from proxy_task_utils.errors import ConfigurationError, NotFoundError, PreconditionFailedError, ProtocolError

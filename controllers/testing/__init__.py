@@ -1,37 +1,17 @@
-"""Test helpers of the controllers: the replay trainer and the crash hook.
+"""Test helpers of the controllers (never imported by production code): the replay trainer, waiting.
 
-Crash hook (tests of resume after SIGKILL): the controllers call
-:func:`crash_point` at a few marked points (``before_launch``, ``after_launch``,
-``after_poll``, ``after_round``). When the environment variable
-``PROXY_TASK_TEST_CRASH_AT`` is ``<point>:<n>``, the process SIGKILLs itself
-the n-th time it passes ``<point>`` (1-based). Unset (always, outside tests),
-the hook costs one dict lookup.
+The fault points the tests trigger live in :mod:`controllers.engine.faults`; ``CRASH_ENV`` is
+re-exported here for the tests that set it.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable
 
-__all__ = ["CRASH_ENV", "crash_point", "wait_until"]
+from controllers.engine.faults import CRASH_ENV
 
-CRASH_ENV = "PROXY_TASK_TEST_CRASH_AT"
-_counts: dict[str, int] = {}
-
-
-def crash_point(point: str) -> None:
-    """SIGKILL this process at the configured pass of ``point`` (see the module docstring)."""
-    spec = os.environ.get(CRASH_ENV)
-    if not spec:
-        return
-    name, _, nth = spec.partition(":")
-    if name != point:
-        return
-    _counts[point] = _counts.get(point, 0) + 1
-    if _counts[point] == int(nth or "1"):
-        os.kill(os.getpid(), signal.SIGKILL)
+__all__ = ["CRASH_ENV", "wait_until"]
 
 
 def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.02) -> None:

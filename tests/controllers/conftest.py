@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from controllers.jobs import JobSettings
+from controllers.engine.jobs import JobSettings
 
 REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
 

@@ -1,4 +1,4 @@
-"""The proxy-task CLI: config validation errors, the subcommand registry, status of a folder."""
+"""The proxy-task CLI: config validation errors, one parser with common flags, status of a folder."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import pytest
 import yaml
 
 from controllers import cli
-from controllers.config import ConfigError, ModelSelectionConfig, VarianceConfig, load_config, parse_config
+from controllers.config import load_config, parse_config
+from controllers.errors import ConfigError
+from controllers.selection.config import ModelSelectionConfig
+from controllers.variance.config import VarianceConfig
 
 BASE = {"controller_dir": "/tmp/x", "trainer": {"command": ["python", "t.py"]}, "search_space": {"choices": {"a": [1]}}}
 
@@ -56,21 +59,38 @@ def test_load_config_reads_yaml(tmp_path):
         load_config(path, ModelSelectionConfig)
 
 
-def test_registry_adds_a_subcommand():
-    calls = []
+CONTROLLER_VERBS = ("measure-variance", "select-models", "search", "run", "demo")
 
-    @cli.command("zz-test-cmd", help="test only")
-    def _add(parser: argparse.ArgumentParser):
-        parser.add_argument("x")
-        return lambda args: calls.append(args.x) or 0
 
-    try:
-        assert cli.main(["zz-test-cmd", "hello"]) == 0
-        assert calls == ["hello"]
-        names = set(cli.build_parser()._subparsers._group_actions[0].choices)
-        assert {"measure-variance", "select-models", "status", "zz-test-cmd"} <= names
-    finally:
-        cli._REGISTRY.pop("zz-test-cmd")
+def _verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_one_parser_has_every_verb():
+    verbs = _verbs(cli.build_parser())
+    assert set(verbs) == {*CONTROLLER_VERBS, "status", "report", "analyze", "latency-worker"}
+
+
+@pytest.mark.parametrize("verb", CONTROLLER_VERBS)
+def test_every_controller_verb_takes_the_common_flags(verb):
+    argv = [verb] + ([] if verb == "demo" else ["c.yaml"]) + ["--resume", "--no-progress", "-v"]
+    args = cli.build_parser().parse_args(argv)
+    assert args.resume is True and args.no_progress is True and args.verbose is True
+    quiet = cli.build_parser().parse_args([verb] + ([] if verb == "demo" else ["c.yaml"]))
+    assert quiet.resume is False and quiet.no_progress is False and not getattr(quiet, "verbose", False)
+
+
+def test_verbose_flag_also_before_the_verb():
+    args = cli.build_parser().parse_args(["-v", "status", "d"])
+    assert args.verbose is True and args._verb is cli._status
+
+
+def test_version_prints_the_package_version():
+    from importlib import metadata
+
+    res = _run("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"proxy-task {metadata.version('proxy-task-utils')}"
 
 
 def test_status_of_folders(tmp_path):

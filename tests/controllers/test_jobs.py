@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from controllers.jobs import (
+from controllers.engine.jobs import (
     FailureKind,
     JobRecord,
     JobSpec,

@@ -14,14 +14,15 @@ import sys
 import pytest
 from _search_helpers import LATENCIES, QUALITIES, write_reference_job
 
-from controllers.config import ConfigError, LatencyConfig, ModelSelectionConfig, parse_config
-from controllers.latency_mode import latency_workers, stop_workers, trial_latency
-from controllers.latency_worker import CONTROLLER_FINISHED_FILE
-from controllers.model_selection import run_model_selection
+from controllers.config import LatencyConfig, parse_config
+from controllers.errors import ConfigError
+from controllers.latency.mode import latency_workers, stop_workers, trial_latency
+from controllers.latency.worker import CONTROLLER_FINISHED_FILE
 from controllers.search.config import SearchConfig
 from controllers.search.controller import SearchController
 from controllers.search.reference import reference_from_job_dir
-from controllers.state import MODEL_SELECTION_STATE_FILE
+from controllers.selection.config import ModelSelectionConfig
+from controllers.selection.controller import MODEL_SELECTION_STATE_FILE, run_model_selection
 from controllers.stats import Candidate, filter_candidates
 from proxy_task_utils import protocol as p
 from proxy_task_utils.storage import open_storage

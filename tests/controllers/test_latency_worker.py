@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from controllers.latency_worker import (
+from controllers.latency.worker import (
     CONTROLLER_FINISHED_FILE,
     LatencyWorker,
     WorkerConfig,
     clear_controller_finished,
-    main,
     mark_controller_finished,
     read_trial_latency,
     scan_exports,
@@ -152,7 +151,9 @@ def test_config_errors_name_the_flag(kwargs: dict, flag: str) -> None:
 
 
 def test_bad_flags_exit_2_with_the_reason(tmp_path, capsys) -> None:
-    assert main(["--watch", str(tmp_path), "--workers", "2", "--worker-id", "2"]) == 2
+    from controllers.cli import main
+
+    assert main(["latency-worker", "--watch", str(tmp_path), "--workers", "2", "--worker-id", "2"]) == 2
     assert "--worker-id must be in [0, 1]" in capsys.readouterr().err
 
 
@@ -324,7 +325,7 @@ def test_gcs_trial_folders_through_a_worker_process(fake_gcs) -> None:
     root = open_storage(fake_gcs.uri + "/ctl")
     (trial,) = export_trials(root, 1, example_model)
     assert trial.uri.startswith("gs://")
-    args = [sys.executable, "-m", "controllers.latency_worker", "--watch", root.uri, *FAST, "--exit-when-idle-secs", "0.5"]
+    args = [sys.executable, "-m", "controllers.cli", "latency-worker", "--watch", root.uri, *FAST, "--exit-when-idle-secs", "0.5"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60, env=os.environ.copy())
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["measured"] == [trial.uri]

@@ -11,10 +11,16 @@ import sys
 import pytest
 import yaml
 
-from controllers.config import ModelSelectionConfig, parse_config
-from controllers.jobs import TrialState
-from controllers.model_selection import ModelSelectionAborted, run_model_selection
-from controllers.state import MODEL_SELECTION_STATE_FILE, REFERENCE_KEYS, LeaseHeldError
+from controllers.config import parse_config
+from controllers.engine.jobs import TrialState
+from controllers.errors import LeaseHeldError
+from controllers.selection.config import ModelSelectionConfig
+from controllers.selection.controller import (
+    MODEL_SELECTION_STATE_FILE,
+    REFERENCE_KEYS,
+    ModelSelectionAborted,
+    run_model_selection,
+)
 from controllers.testing import CRASH_ENV, wait_until
 
 FAST_TIMEOUTS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controllers.monitor import JobMonitor
+from controllers.engine.monitor import JobMonitor
 from proxy_task_utils import protocol as p
 from proxy_task_utils.storage import LocalStorage
 
@@ -125,7 +125,7 @@ def test_heartbeats_skip_fsync_and_signals_do_not(tmp_path, monkeypatch):
 
 
 def test_gcs_look_lists_only_the_watched_files(fake_gcs, monkeypatch):
-    from proxy_task_utils import _gcs
+    from proxy_task_utils.storage import gcs as _gcs
 
     storage = fake_gcs.storage("job", "nas", "search")
     storage.write(f"1/{p.TRIAL_TRAINING_METRICS_FILE}", _metrics(0.1))

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from controllers.runners import LaunchError, LocalRunner, TrialHandle, TrialSpec, TrialStatus
-from controllers.state import process_start_ticks
+from controllers.runners.process import process_start_ticks
 from controllers.testing import wait_until
 
 

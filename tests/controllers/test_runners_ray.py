@@ -182,14 +182,14 @@ def test_unknown_job_is_lost(ray_address, tmp_path):
 
 def test_unreachable_cluster(tmp_path):
     pytest.importorskip("ray.job_submission")
-    from controllers.runners.ray_runner import RayClusterUnreachableError, RayRunner
+    from controllers.runners.ray_runner import BackendUnreachableError, RayRunner
 
     now = [0.0]
     runner = RayRunner(1, address=f"http://127.0.0.1:{_free_port()}", clock=lambda: now[0], unreachable_lost_secs=60)
     spec = _spec(tmp_path, [sys.executable, "-c", "pass"])
     with pytest.raises(LaunchError, match="127.0.0.1"):
         runner.launch(spec)
-    with pytest.raises(RayClusterUnreachableError):
+    with pytest.raises(BackendUnreachableError):
         runner.recover(spec)  # never "no trace" (that would launch the trial twice)
     handle = TrialHandle(trial_id="1", runner="ray", external_id="proxy-task-x")
     assert runner.poll(handle).status is TrialStatus.RUNNING  # a blip is not a failure
@@ -236,8 +236,9 @@ def test_model_selection_end_to_end_on_ray(ray_address, tmp_path):
     """test_model_selection's setup, smaller (5 -> 3 models), one crashing trial, the Ray runner swapped in."""
     from test_model_selection import _data  # their config
 
-    from controllers.config import ModelSelectionConfig, parse_config
-    from controllers.model_selection import run_model_selection
+    from controllers.config import parse_config
+    from controllers.selection.config import ModelSelectionConfig
+    from controllers.selection.controller import run_model_selection
 
     ctl = tmp_path / "ctl"
     data = _data(ctl, REPLAY, max_failure_ratio=0.5, timeouts=E2E_TIMEOUTS, start_num_models=5, final_num_models=3,

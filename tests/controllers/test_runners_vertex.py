@@ -30,7 +30,7 @@ pytest.importorskip("google.cloud.aiplatform_v1", reason="pip install 'proxy-tas
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import aiplatform_v1  # noqa: E402
 
-from controllers.runners.vertex_runner import VertexRunner, VertexUnreachableError, container_args  # noqa: E402
+from controllers.runners.vertex_runner import BackendUnreachableError, VertexRunner, container_args  # noqa: E402
 
 PROJECT, REGION = "my-proj", "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
@@ -282,9 +282,9 @@ def test_api_down(fake, tmp_path):
     assert runner.poll(handle).status is TrialStatus.RUNNING  # a blip is not a failure
     now[0] = 61.0
     assert runner.poll(handle).status is TrialStatus.LOST
-    with pytest.raises(VertexUnreachableError):
+    with pytest.raises(BackendUnreachableError):
         runner.recover(spec)  # never "no trace": that would launch the trial twice
-    with pytest.raises(VertexUnreachableError):
+    with pytest.raises(BackendUnreachableError):
         runner.launch(_spec(tmp_path, "4"))  # outcome unknown: stop rather than guess
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controllers.config import SearchSpaceConfig
-from controllers.search_space import load_search_space, sample_architectures, space_size
+from controllers.engine.search_space import load_search_space, sample_architectures, space_size
 
 
 def test_table_sampling_is_reproducible_and_unique():

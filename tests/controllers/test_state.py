@@ -8,17 +8,10 @@ import sys
 
 import pytest
 
-from controllers.state import (
-    LEASE_FILE,
-    Lease,
-    LeaseHeldError,
-    LeaseLostError,
-    StateError,
-    StateFile,
-    open_state,
-    pid_alive,
-    process_start_ticks,
-)
+from controllers.engine.lease import LEASE_FILE, Lease
+from controllers.engine.state import StateFile, open_state
+from controllers.errors import LeaseHeldError, LeaseLostError, StateError
+from controllers.runners.process import pid_alive, process_start_ticks
 from proxy_task_utils.storage import LocalStorage
 
 
@@ -72,7 +65,7 @@ def test_second_controller_is_refused_with_the_holder_named(tmp_path):
 def test_lease_of_a_dead_process_on_this_host_is_taken_over(tmp_path):
     storage = LocalStorage(tmp_path)
     code = (
-        "import sys; from proxy_task_utils.storage import LocalStorage; from controllers.state import Lease; "
+        "import sys; from proxy_task_utils.storage import LocalStorage; from controllers.engine.lease import Lease; "
         f"Lease(LocalStorage({str(tmp_path)!r})).acquire()"
     )  # the process exits without releasing
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,10 +6,16 @@ import json
 
 import pytest
 
-from controllers.config import VarianceConfig, parse_config
-from controllers.search_space import load_search_space, sample_architectures
-from controllers.state import MEASUREMENT_STATE_FILE, REFERENCE_KEYS, VARIANCE_RESULT_FILE
-from controllers.variance import VarianceError, run_variance_measurement
+from controllers.config import parse_config
+from controllers.engine.search_space import load_search_space, sample_architectures
+from controllers.variance.config import VarianceConfig
+from controllers.variance.controller import (
+    MEASUREMENT_STATE_FILE,
+    REFERENCE_KEYS,
+    VARIANCE_RESULT_FILE,
+    VarianceError,
+    run_variance_measurement,
+)
 
 FAST_TIMEOUTS = {
     "poll_interval_secs": 0.05,

@@ -247,7 +247,7 @@ def test_nesterov_sgd_matches_torch_optim_and_round_trips() -> None:
 
 def test_latency_from_a_worker(tmp_path: Path) -> None:
     """--latency_mode=worker: the trainer exports its model; a real worker process answers."""
-    from controllers.latency_worker import mark_controller_finished, start_local_workers
+    from controllers.latency.worker import mark_controller_finished, start_local_workers
 
     model_dir = trial_dir(tmp_path, "job")
     workers = start_local_workers(str(tmp_path), 1, extra_args=["--poll-secs", "0.2", "--repeats", "5", "--warmup", "1"],

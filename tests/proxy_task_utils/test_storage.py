@@ -268,7 +268,7 @@ def test_request_count_increments(storage: Storage) -> None:
 
 
 def test_requests_per_operation_on_gcs(fake_gcs) -> None:
-    from proxy_task_utils._gcs import GCSStorage
+    from proxy_task_utils.storage.gcs import GCSStorage
 
     storage = fake_gcs.storage()
     assert isinstance(storage, GCSStorage)
@@ -292,7 +292,7 @@ def test_requests_per_operation_on_gcs(fake_gcs) -> None:
 
 
 def test_gcs_list_pages_count_one_request_each(fake_gcs, monkeypatch) -> None:
-    from proxy_task_utils import _gcs
+    from proxy_task_utils.storage import gcs as _gcs
 
     storage = fake_gcs.storage("paged")
     names = [f"obj/{i:03d}" for i in range(25)]
@@ -310,7 +310,7 @@ def test_gcs_list_pages_count_one_request_each(fake_gcs, monkeypatch) -> None:
 
 
 def test_gcs_list_sends_match_glob_and_filters_what_the_server_sends(fake_gcs, monkeypatch) -> None:
-    from proxy_task_utils import _gcs
+    from proxy_task_utils.storage import gcs as _gcs
 
     storage = fake_gcs.storage("job", "nas{x}", "search")
     for name in ["1/TRIAL_TRAINING_METRICS.json", "1/ckpt/model.pt", "2/job_status.json", "2/other.json"]:
@@ -332,7 +332,7 @@ def test_gcs_list_sends_match_glob_and_filters_what_the_server_sends(fake_gcs, m
 
 
 def test_gcs_placeholders_and_hidden_objects_are_not_listed(fake_gcs) -> None:
-    from proxy_task_utils._gcs import shared_client
+    from proxy_task_utils.storage.gcs import shared_client
 
     raw = fake_gcs.storage()
     bucket = shared_client().bucket(fake_gcs.bucket)
@@ -343,7 +343,7 @@ def test_gcs_placeholders_and_hidden_objects_are_not_listed(fake_gcs) -> None:
 
 
 def test_shared_client_is_reused(fake_gcs) -> None:
-    from proxy_task_utils._gcs import shared_client
+    from proxy_task_utils.storage.gcs import shared_client
 
     a = fake_gcs.storage("a")
     b = open_storage(fake_gcs.uri + "/b")
@@ -361,7 +361,7 @@ def test_gcs_uri_without_bucket_is_a_configuration_error(fake_gcs) -> None:
 
 def test_transient_errors_after_retries(monkeypatch) -> None:
     pytest.importorskip("google.cloud.storage")
-    from proxy_task_utils._gcs import GCSStorage
+    from proxy_task_utils.storage.gcs import GCSStorage
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -395,7 +395,7 @@ def test_transient_errors_after_retries(monkeypatch) -> None:
 
 
 def test_open_storage_dispatch(fake_gcs, tmp_path) -> None:
-    from proxy_task_utils._gcs import GCSStorage
+    from proxy_task_utils.storage.gcs import GCSStorage
 
     via_gs = open_storage(f"gs://{fake_gcs.bucket}/p")
     via_mount = open_storage(f"/gcs/{fake_gcs.bucket}/p")

@@ -1,6 +1,6 @@
 """The records of a job: what to run, what the state file keeps, what the loop reports.
 
-Split from :mod:`controllers.jobs` (which re-exports every name here) so the
+Split from :mod:`controllers.engine.jobs` (which re-exports every name here) so the
 loop module holds only the loop. Everything here is a plain record or a pure
 function: no I/O, no clock.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controllers.monitor import TrialSnapshot
+from controllers.engine.monitor import TrialSnapshot
 from proxy_task_utils import protocol as p
 
 __all__ = [

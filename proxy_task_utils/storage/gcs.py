@@ -34,7 +34,7 @@ import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
-from google.cloud import storage as gcs
+from google.cloud import storage as gcs  # type: ignore[attr-defined]
 from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
@@ -45,7 +45,7 @@ from proxy_task_utils.errors import (
     StorageError,
     TransientStorageError,
 )
-from proxy_task_utils.storage import (
+from proxy_task_utils.storage.base import (
     _HIDDEN_PREFIX,
     ObjectInfo,
     Storage,

@@ -16,7 +16,7 @@ Latency (for ``require_latency``'s (accuracy, latency) spread and the recorded
 scores) comes from the source ``latency.mode`` names: the trainer's metrics file
 (``trainer``) or the latency workers' ``saved_model/model_latency.json``
 (``worker``; the controller starts and stops local workers, see
-:mod:`controllers.latency_mode`). The mode is recorded and may not change on resume.
+:mod:`controllers.latency.mode`). The mode is recorded and may not change on resume.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.config import ModelSelectionConfig
-from controllers.jobs import (
+from controllers.engine.faults import crash_point
+from controllers.engine.jobs import (
     JobRecord,
     JobResult,
     JobSpec,
@@ -39,25 +39,57 @@ from controllers.jobs import (
     job_dir_uri,
     run_job,
 )
-from controllers.latency_mode import latency_workers, missing_latency_hint, trial_latency
-from controllers.progress import NullProgress, Progress
+from controllers.engine.lease import Lease
+from controllers.engine.progress import NullProgress, Progress
+from controllers.engine.search_space import load_search_space, sample_architectures
+from controllers.engine.session import controller_session
+from controllers.engine.state import StateFile, open_state
+from controllers.errors import ModelSelectionAborted
+from controllers.latency.mode import latency_workers, missing_latency_hint, trial_latency
 from controllers.runners.base import Runner
-from controllers.search_space import load_search_space, sample_architectures
-from controllers.session import controller_session
-from controllers.state import MODEL_SELECTION_STATE_FILE, Lease, StateFile, open_state
+from controllers.selection.config import ModelSelectionConfig
 from controllers.stats import FINAL_ROUND_PCT, Candidate, filter_candidates, next_desired_pct, num_models_to_remove
-from controllers.testing import crash_point
 from proxy_task_utils import protocol as p
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import open_storage
 
-__all__ = ["ModelSelectionAborted", "ModelSelectionResult", "run_model_selection", "TOOL"]
+__all__ = [
+    "MODEL_SELECTION_STATE_FILE",
+    "REFERENCE_KEYS",
+    "ModelSelectionAborted",
+    "ModelSelectionResult",
+    "run_model_selection",
+    "TOOL",
+]
+
+MODEL_SELECTION_STATE_FILE = "MODEL_SELECTION_STATE.json"
+#: The reference's keys of the state file and of each iteration in it (reference §3.1).
+REFERENCE_KEYS: dict[str, frozenset[str]] = {
+    MODEL_SELECTION_STATE_FILE: frozenset(
+        {
+            "start_num_models",
+            "final_num_models",
+            "num_models_to_remove_per_iter",
+            "iterations",
+            "accuracy_metric_id",
+            "latency_metric_id",
+        }
+    ),
+    MODEL_SELECTION_STATE_FILE + "#iteration": frozenset(
+        {
+            "num_trials",
+            "trials_to_retrain",
+            "search_job_name",
+            "search_job_link",
+            "latency_calculator_job_name",
+            "latency_calculator_job_link",
+            "desired_training_step_pct",
+        }
+    ),
+}
 
 TOOL = "model_selection"
 
-
-class ModelSelectionAborted(RuntimeError):
-    """Too many trials failed (or none is left); the message is the diagnosis."""
 
 
 @dataclass
@@ -255,7 +287,7 @@ class _Selection:
         crash_point("after_round")
 
     def _plot(self, it: dict[str, Any], kept: list[str], removed: list[str]) -> None:
-        from controllers.plots import FILTERED_TRIAL_SCORES_FILE, filtered_trial_scores_png
+        from controllers.selection.plots import FILTERED_TRIAL_SCORES_FILE, filtered_trial_scores_png
 
         def pts(ids: list[str]) -> list[tuple[str, float, float]]:
             out = []
@@ -302,8 +334,8 @@ def run_model_selection(
     Raises:
         ModelSelectionAborted: more than ``max_failure_ratio`` of the first round failed,
             or no valid trial is left; the message is the diagnosis.
-        controllers.state.StateError: a state file exists and ``resume`` is False, or it is corrupt.
-        controllers.state.LeaseHeldError: another controller drives the folder.
+        controllers.errors.StateError: a state file exists and ``resume`` is False, or it is corrupt.
+        controllers.errors.LeaseHeldError: another controller drives the folder.
     """
     with controller_session(config, runner=runner, clock=clock, sleep=sleep) as (lease, runner):
         return _Selection(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume)

@@ -29,7 +29,7 @@ Cost per poll (``bench/poll_cost.py``): one look at the job folder, one read
 per changed file, heartbeats for about ``live * poll / heartbeat_interval``
 trials, and at most one throttled state save; never one request per trial.
 
-Records and types live in :mod:`controllers.job_records` and are re-exported here.
+Records and types live in :mod:`controllers.engine.records` and are re-exported here.
 
 Usage (the search controller)::
 
@@ -53,7 +53,9 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from controllers.job_records import (
+from controllers.engine.faults import crash_point
+from controllers.engine.monitor import JobMonitor, TrialSnapshot
+from controllers.engine.records import (
     ADVICE,
     JOB_SUBDIR,
     Failure,
@@ -73,14 +75,12 @@ from controllers.job_records import (
     classify_failure,
     job_dir_uri,
 )
-from controllers.monitor import JobMonitor, TrialSnapshot
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
-from controllers.testing import crash_point
 from proxy_task_utils import protocol as p
 
 if TYPE_CHECKING:
-    from controllers.progress import Progress
-    from controllers.state import Lease
+    from controllers.engine.lease import Lease
+    from controllers.engine.progress import Progress
 
 __all__ = [
     "JOB_SUBDIR",
@@ -410,7 +410,7 @@ def run_job(
         A :class:`JobResult`; failed trials are results, not exceptions.
 
     Raises:
-        controllers.state.LeaseLostError: another controller took the folder over.
+        controllers.engine.state.LeaseLostError: another controller took the folder over.
         ValueError: ``spec`` and ``record`` name different trials.
     """
     settings = JobSettings() if settings is None else settings

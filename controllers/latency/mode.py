@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 
 from controllers.config import ControllerConfig
-from controllers.latency_worker import (
+from controllers.latency.worker import (
     clear_controller_finished,
     mark_controller_finished,
     read_trial_latency,
@@ -36,7 +36,7 @@ from proxy_task_utils.storage import Storage, open_storage
 
 __all__ = ["latency_workers", "trial_latency", "missing_latency_hint", "stop_workers"]
 
-logger = logging.getLogger("controllers.latency_mode")
+logger = logging.getLogger("controllers.latency.mode")
 
 _TERMINATE_GRACE_SECS = 10.0
 

@@ -24,24 +24,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.config import VarianceConfig
-from controllers.jobs import JobRecord, JobResult, JobSpec, TrialPlan, TrialState, job_dir_uri, run_job
-from controllers.progress import NullProgress, Progress
+from controllers.engine.jobs import JobRecord, JobResult, JobSpec, TrialPlan, TrialState, job_dir_uri, run_job
+from controllers.engine.lease import Lease
+from controllers.engine.progress import NullProgress, Progress
+from controllers.engine.search_space import load_search_space, sample_architectures
+from controllers.engine.session import controller_session
+from controllers.engine.state import StateFile, open_state
+from controllers.errors import VarianceError
 from controllers.runners.base import Runner
-from controllers.search_space import load_search_space, sample_architectures
-from controllers.session import controller_session
-from controllers.state import MEASUREMENT_STATE_FILE, VARIANCE_RESULT_FILE, Lease, StateFile, open_state
 from controllers.stats import coefficient_of_variation, seed_std, smoothness
+from controllers.variance.config import VarianceConfig
 from proxy_task_utils.storage import join_uri, open_storage
 
-__all__ = ["VarianceError", "VarianceReport", "run_variance_measurement", "NAS_DOC_PATH"]
+__all__ = [
+    "MEASUREMENT_STATE_FILE",
+    "VARIANCE_RESULT_FILE",
+    "REFERENCE_KEYS",
+    "VarianceError",
+    "VarianceReport",
+    "run_variance_measurement",
+    "NAS_DOC_PATH",
+]
+
+MEASUREMENT_STATE_FILE = "measurement_state.json"
+VARIANCE_RESULT_FILE = "variance_and_smoothness.json"
+#: The reference's keys of each file (reference §2), with the reference's meaning.
+REFERENCE_KEYS: dict[str, frozenset[str]] = {
+    MEASUREMENT_STATE_FILE: frozenset({"workable_model_dir", "training_job_name", "finished_model_dirs"}),
+    VARIANCE_RESULT_FILE: frozenset({"variance_value", "variance_info", "smoothness_value", "smoothness_info"}),
+}
 
 NAS_DOC_PATH = "https://cloud.google.com/vertex-ai/docs/training/neural-architecture-search/"
 TOOL = "variance_measurement"
 
-
-class VarianceError(RuntimeError):
-    """The measurement could not produce a result; the message is the diagnosis."""
 
 
 @dataclass
@@ -209,7 +224,7 @@ class _Measurement:
             "max_smoothness_to_be_good": cfg.max_smoothness_to_be_good,
         }
         self.storage.write(VARIANCE_RESULT_FILE, json.dumps(out, indent=2, allow_nan=False).encode())
-        from controllers.plots import VARIANCE_CURVES_FILE, variance_curves_png
+        from controllers.variance.plots import VARIANCE_CURVES_FILE, variance_curves_png
 
         self.storage.write(VARIANCE_CURVES_FILE, variance_curves_png([(f"copy {t}", x, y) for t, x, y in curves]))
         st["done"] = True
@@ -262,8 +277,8 @@ def run_variance_measurement(
 
     Raises:
         VarianceError: no workable model, or too few copies finished (the message is the diagnosis).
-        controllers.state.StateError: a state file exists and ``resume`` is False, or it is corrupt.
-        controllers.state.LeaseHeldError: another controller drives the folder.
+        controllers.errors.StateError: a state file exists and ``resume`` is False, or it is corrupt.
+        controllers.errors.LeaseHeldError: another controller drives the folder.
     """
     with controller_session(config, runner=runner, clock=clock, sleep=sleep) as (lease, runner):
         return _Measurement(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume)

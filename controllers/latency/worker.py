@@ -1,6 +1,6 @@
 """The latency worker: measure exported models on this machine's device and answer trainers.
 
-``proxy-task latency-worker --watch DIR`` (or ``python -m controllers.latency_worker``)
+``proxy-task latency-worker --watch DIR``
 serves every trial below ``DIR`` (a controller folder, a job folder or one trial):
 any ``*/saved_model/export.json`` at any depth is a model waiting to be measured.
 
@@ -33,24 +33,20 @@ started measurement is always answered. A resumed controller must call
 
 from __future__ import annotations
 
-import argparse
 import gc
 import hashlib
 import importlib
-import json
 import logging
 import os
 import resource
 import secrets
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from controllers.cli import command
 from proxy_task_utils import protocol as p
 from proxy_task_utils.errors import ConfigurationError, NotFoundError, PreconditionFailedError, StorageError
 from proxy_task_utils.latency import (
@@ -76,12 +72,9 @@ __all__ = [
     "mark_controller_finished",
     "clear_controller_finished",
     "start_local_workers",
-    "add_arguments",
-    "run_from_args",
-    "main",
 ]
 
-logger = logging.getLogger("controllers.latency_worker")
+logger = logging.getLogger("controllers.latency.worker")
 
 CONTROLLER_FINISHED_FILE = "controller_finished.json"
 _FRAMEWORK_MODULES = {"torch": "torch", "tensorflow": "tensorflow"}
@@ -463,7 +456,7 @@ def start_local_workers(
         raise ConfigurationError(f"n (number of latency workers) must be >= 1, but got {n}")
     procs = []
     for k in range(n):
-        argv = [sys.executable, "-m", "controllers.latency_worker", "--watch", watch_dir,
+        argv = [sys.executable, "-m", "controllers.cli", "latency-worker", "--watch", watch_dir,
                 "--workers", str(n), "--worker-id", str(k), "--device", device, *extra_args]
         log = None
         if log_dir is not None:
@@ -475,67 +468,3 @@ def start_local_workers(
             if log is not None:
                 log.close()
     return procs
-
-
-# -- CLI -----------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``latency-worker`` flags (shared by ``proxy-task`` and ``python -m``)."""
-    parser.add_argument("--watch", required=True, help="controller, job or trial folder (path or gs://) to serve")
-    parser.add_argument("--controller-dir", default=None, help="where controller_finished.json appears (default: --watch)")
-    parser.add_argument("--workers", type=int, default=1, help="number of workers sharing the folder (default 1)")
-    parser.add_argument("--worker-id", type=int, default=0, help="this worker's index in [0, --workers) (default 0)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or gpu (default cpu)")
-    parser.add_argument("--repeats", type=int, default=100, help="timed batch-1 runs per model (default 100)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    parser.add_argument("--poll-secs", type=float, default=10.0, help="seconds between listings (default 10)")
-    parser.add_argument("--steal-after-secs", type=float, default=None,
-                        help="take another shard's model left unclaimed this long (default 2 polls)")
-    parser.add_argument("--exit-when-idle-secs", type=float, default=None,
-                        help="exit after this long with nothing to do (default: wait for the controller's marker)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run a worker from parsed flags; prints its summary as one JSON line on stdout."""
-    try:
-        config = WorkerConfig(
-            worker_id=args.worker_id, num_workers=args.workers, device=args.device, repeats=args.repeats,
-            warmup=args.warmup, poll_secs=args.poll_secs, steal_after_secs=args.steal_after_secs,
-            exit_when_idle_secs=args.exit_when_idle_secs, threads=args.threads,
-        )
-    except ConfigurationError as exc:
-        print(f"latency-worker: {exc}", file=sys.stderr)
-        return 2
-    controller = open_storage(args.controller_dir) if args.controller_dir else None
-    worker = LatencyWorker(open_storage(args.watch), config, controller=controller)
-
-    def request_stop(signum: int, frame: object) -> None:
-        worker.stop_requested = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    logger.info("latency worker %d/%d (%s) watching %s on %s", config.worker_id, config.num_workers,
-                worker.instance, args.watch, config.device)
-    summary = worker.run()
-    logger.info("latency worker %d exits: %s", config.worker_id, summary.exit_reason)
-    print(json.dumps(asdict(summary)), flush=True)
-    return 0
-
-
-@command("latency-worker", help="measure exported models' latency on this machine for the trainers of a folder")
-def _add_latency_worker_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    add_arguments(parser)
-    return run_from_args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="proxy-task latency-worker", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return run_from_args(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from controllers.config import ControllerConfig
+from controllers.engine.lease import Lease
 from controllers.runners.base import Runner
-from controllers.state import Lease
 from proxy_task_utils.storage import open_storage
 
 __all__ = ["controller_session"]
@@ -25,7 +25,7 @@ def controller_session(
     """Take ``config.controller_dir``'s lease, then the runner (given, or the config's).
 
     Raises:
-        controllers.state.LeaseHeldError: another controller drives the folder (nothing is started).
+        controllers.errors.LeaseHeldError: another controller drives the folder (nothing is started).
     """
     lease = Lease(open_storage(config.controller_dir), timeout_secs=config.timeouts.lease_timeout_secs,
                   clock=clock, sleep=sleep)  # fmt: skip
