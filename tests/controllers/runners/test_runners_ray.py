@@ -21,7 +21,7 @@ from controllers.testing import wait_until
 from proxy_task_utils import protocol as p
 
 REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _free_port() -> int:

@@ -42,7 +42,7 @@ SHARDS_OF_1_TO_8 = [0, 0, 0, 1, 2, 1, 2, 2]
 FAST = ["--repeats", "5", "--warmup", "1", "--poll-secs", "0.1", "--threads", "1"]
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 if str(REPO_ROOT) not in sys.path:  # examples/ is not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
