@@ -115,7 +115,11 @@ def main() -> None:
     args = parser.parse_args()
 
     root = tempfile.mkdtemp(prefix="trainer-overhead-")
-    _table("local folder, fsync on (default)", lambda name: open_storage(os.path.join(root, name, "nas/search/1")), args.cycles)
+    _table(
+        "local folder, fsync on (default)",
+        lambda name: open_storage(os.path.join(root, name, "nas/search/1")),
+        args.cycles,
+    )
     _table(
         "local folder, fsync off (what the file work itself costs)",
         lambda name: LocalStorage(os.path.join(root, "nofsync", name, "nas/search/1"), fsync=False),

@@ -259,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-steps-arg", default=None, help="trainer arg for the step count (train_steps)")
     p.add_argument("--decay-steps-arg", default=None, help="trainer arg for the cosine decay steps (decay_steps)")
 
-    p = verb("analyze", _analyze, "correlation vs step from curves already recorded in a controller folder (no compute)")
+    p = verb(
+        "analyze", _analyze, "correlation vs step from curves already recorded in a controller folder (no compute)"
+    )
     p.add_argument("dir", help="a model-selection, search or job folder")
     p.add_argument("--correlation", choices=("spearman", "kendall"), default="spearman")
     p.add_argument("--target", type=float, action="append", default=None,

@@ -43,7 +43,6 @@ __all__ = [
 _C = TypeVar("_C", bound=BaseModel)
 
 
-
 class StrictModel(BaseModel):
     """Base of all config models: unknown keys are errors."""
 
@@ -98,9 +97,7 @@ class SearchSpaceConfig(StrictModel):
                 f"search_space needs exactly one of 'function', 'choices' or 'file', but got {given or 'none'}"
             )
         if self.function is not None and ":" not in self.function:
-            raise ValueError(
-                f"search_space.function must look like 'module:function', but got {self.function!r}"
-            )
+            raise ValueError(f"search_space.function must look like 'module:function', but got {self.function!r}")
         if self.choices is not None:
             for name, options in self.choices.items():
                 if not options:
@@ -121,12 +118,16 @@ class RunnerConfig(StrictModel):
     def _sections(self) -> RunnerConfig:
         for section in ("ray", "vertex"):
             if getattr(self, section) is not None and self.kind != section:
-                raise ValueError(f"runner.{section} is set but runner.kind is {self.kind!r}; set runner.kind: {section}")
+                raise ValueError(
+                    f"runner.{section} is set but runner.kind is {self.kind!r}; set runner.kind: {section}"
+                )
         if self.kind == "vertex" and self.vertex is None:
             raise ValueError("runner.kind 'vertex' needs a runner.vertex section with at least project and image_uri")
         if self.kind != "local" and self.max_parallel_trials is None:
-            raise ValueError(f"runner.max_parallel_trials is required for runner.kind {self.kind!r} "
-                             "(the cluster's size is not this machine's CPU count)")
+            raise ValueError(
+                f"runner.max_parallel_trials is required for runner.kind {self.kind!r} "
+                "(the cluster's size is not this machine's CPU count)"
+            )
         return self
 
     def effective_max_parallel(self) -> int:
@@ -248,7 +249,11 @@ class ControllerConfig(StrictModel):
     def _latency_wait(self) -> ControllerConfig:
         if self.latency.mode != "worker":
             return self
-        wait, silent, grace = self.latency.timeout_secs, self.timeouts.no_metrics_timeout_secs, self.timeouts.stop_grace_secs
+        wait, silent, grace = (
+            self.latency.timeout_secs,
+            self.timeouts.no_metrics_timeout_secs,
+            self.timeouts.stop_grace_secs,
+        )
         if silent is not None and wait >= silent:
             raise ValueError(
                 f"latency.timeout_secs ({wait:g}) must be < timeouts.no_metrics_timeout_secs ({silent:g}): "

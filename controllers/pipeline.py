@@ -154,7 +154,9 @@ def _has_state(controller_dir: str, stage: Stage) -> bool:
     return open_storage(controller_dir).exists(_STATE_FILES[stage])
 
 
-def run_pipeline(config: PipelineConfig | str, *, resume: bool = False, progress: Progress | None = None) -> PipelineResult:
+def run_pipeline(
+    config: PipelineConfig | str, *, resume: bool = False, progress: Progress | None = None
+) -> PipelineResult:
     """Runs the selected stages in order; with ``resume`` each stage continues from its own state.
 
     Raises:
@@ -237,8 +239,9 @@ def summary_text(result: PipelineResult) -> str:
         coef = corr.get("coefficient")
         lines.append(
             f"Best proxy task: {best['proxy_task_name']}: {state.correlation_method} "
-            f"{coef:.3f}{ci} at step {best['final_training_steps']}" if coef is not None else
-            f"Best proxy task: {best['proxy_task_name']} ({best['stopping_state']})"
+            f"{coef:.3f}{ci} at step {best['final_training_steps']}"
+            if coef is not None
+            else f"Best proxy task: {best['proxy_task_name']} ({best['stopping_state']})"
         )
         ref_hours = [h for h in (state.reference or {}).get("hours", []) if h is not None]
         hours = entry.proxy_task_stats.final_training_time_in_hours
@@ -254,8 +257,10 @@ def summary_text(result: PipelineResult) -> str:
     for key in ("markdown", "html", "best_proxy_task"):
         if result.report_files.get(key):
             lines.append(f"{key.replace('_', ' ')}: {result.report_files[key]}")
-    lines.append(f"Plots: {search_dir}/proxy_task_*.png, {result.output_dir}/variance/variance_curves.png, "
-                 f"{result.output_dir}/model_selection/**/filtered_trial_scores.png")
+    lines.append(
+        f"Plots: {search_dir}/proxy_task_*.png, {result.output_dir}/variance/variance_curves.png, "
+        f"{result.output_dir}/model_selection/**/filtered_trial_scores.png"
+    )
     return "\n".join(lines)
 
 

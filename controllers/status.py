@@ -59,7 +59,9 @@ def print_status(controller_dir: str, *, file: Any = None) -> int:
                     _job_counts(it.get("job")), ",".join(it.get("trials_to_retrain", [])),
                 )  # fmt: skip
             console.print(table)
-            console.print(f"status: {state.get('status')}" + (f"\n{state['abort_reason']}" if state.get("abort_reason") else ""))
+            console.print(
+                f"status: {state.get('status')}" + (f"\n{state['abort_reason']}" if state.get("abort_reason") else "")
+            )
         elif name == MEASUREMENT_STATE_FILE:
             for col in ("step", "job", "outcome / trials"):
                 table.add_column(col)
@@ -70,7 +72,9 @@ def print_status(controller_dir: str, *, file: Any = None) -> int:
             if state.get("copies_job"):
                 table.add_row("copies", str(state.get("training_job_name")), _job_counts(state["copies_job"]))
             console.print(table)
-            console.print(f"done: {bool(state.get('done'))}; finished copies: {len(state.get('finished_model_dirs', []))}")
+            console.print(
+                f"done: {bool(state.get('done'))}; finished copies: {len(state.get('finished_model_dirs', []))}"
+            )
         else:
             console.print(search_status_text(controller_dir), markup=False, highlight=False)
         return 0

@@ -158,9 +158,11 @@ def get_stop_training(
     heartbeat stood still too long. Costs at most one storage request when no
     signal changed; ``min_check_interval_secs`` throttles it further.
     """
-    return get_reporter(model_dir).check_stop(
-        end_training_cycle_step, total_training_steps, min_check_interval_secs=min_check_interval_secs
-    ).stop
+    return (
+        get_reporter(model_dir)
+        .check_stop(end_training_cycle_step, total_training_steps, min_check_interval_secs=min_check_interval_secs)
+        .stop
+    )
 
 
 def get_stop_reason(model_dir: str) -> str:
@@ -182,7 +184,9 @@ def set_stop_training(
     if desired_training_step_pct is not None:
         if desired_training_step_pct < 0:
             raise ConfigurationError(f"desired_training_step_pct must be >= 0, but got {desired_training_step_pct}")
-        storage.write(protocol.DESIRED_TRAINING_PCT_FILE, protocol.encode_desired_training_pct(desired_training_step_pct))
+        storage.write(
+            protocol.DESIRED_TRAINING_PCT_FILE, protocol.encode_desired_training_pct(desired_training_step_pct)
+        )
     if max_training_time_in_hrs is not None:
         if max_training_time_in_hrs < 0:
             raise ConfigurationError(f"max_training_time_in_hrs must be >= 0, but got {max_training_time_in_hrs}")

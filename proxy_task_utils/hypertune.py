@@ -61,9 +61,7 @@ def compute_reward(
         ConfigurationError: a non-positive measured value where it is used.
     """
     if measured_latency_or_flops <= 0:
-        raise ConfigurationError(
-            f"measured_latency_or_flops must be > 0, but got {measured_latency_or_flops}"
-        )
+        raise ConfigurationError(f"measured_latency_or_flops must be > 0, but got {measured_latency_or_flops}")
     latency_factor = (target_latency_or_flops / measured_latency_or_flops) ** weight
     memory_factor = 1.0
     if target_memory:
@@ -83,7 +81,11 @@ def check_reward_range(reward: float, *, strict: bool = False) -> bool:
 
     Outside the range: a warning (default) or a :class:`ConfigurationError` with ``strict``.
     """
-    ok = isinstance(reward, (int, float)) and math.isfinite(reward) and MIN_ALLOWED_METRIC <= reward <= MAX_ALLOWED_METRIC
+    ok = (
+        isinstance(reward, (int, float))
+        and math.isfinite(reward)
+        and MIN_ALLOWED_METRIC <= reward <= MAX_ALLOWED_METRIC
+    )
     if not ok:
         message = (
             f"reward {reward!r} is outside [{MIN_ALLOWED_METRIC}, {MAX_ALLOWED_METRIC}]; "

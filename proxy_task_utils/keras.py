@@ -39,9 +39,7 @@ from proxy_task_utils.smoothing import cosine_decay_lr
 try:
     import keras
 except ImportError as exc:  # pragma: no cover - exercised only without TensorFlow
-    raise ImportError(
-        "proxy_task_utils.keras needs TensorFlow/Keras 3: pip install 'proxy-task-utils[tf]'"
-    ) from exc
+    raise ImportError("proxy_task_utils.keras needs TensorFlow/Keras 3: pip install 'proxy-task-utils[tf]'") from exc
 
 __all__ = [
     "ProxyTaskCallback",
@@ -266,7 +264,9 @@ class ProxyTaskCallback(keras.callbacks.Callback):
         metrics = {k: v for k, v in ((k, _scalar(v)) for k, v in raw_metrics.items()) if v is not None}
         accuracy = metrics.get(self.accuracy_key)
         if accuracy is None:
-            raise ConfigurationError(f"metric {self.accuracy_key!r} is not a number: {raw_metrics[self.accuracy_key]!r}")
+            raise ConfigurationError(
+                f"metric {self.accuracy_key!r} is not a number: {raw_metrics[self.accuracy_key]!r}"
+            )
         if not math.isfinite(accuracy):
             self._fail_nan(f"evaluation metric {self.accuracy_key} is {accuracy} after step {end}")
             return

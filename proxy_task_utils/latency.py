@@ -136,7 +136,9 @@ class ExportManifest:
             )
         fmt = need("format", str)
         if fmt not in FORMATS:
-            raise ProtocolError(f"{path}: field 'format' must be one of {sorted(FORMATS)}, but got {fmt!r}", path=path, field="format")
+            raise ProtocolError(
+                f"{path}: field 'format' must be one of {sorted(FORMATS)}, but got {fmt!r}", path=path, field="format"
+            )
         files = need("files", list)
         if not files or not all(isinstance(f, str) for f in files):
             raise ProtocolError(f"{path}: field 'files' must be a non-empty list of names", path=path, field="files")
@@ -145,11 +147,21 @@ class ExportManifest:
         inputs: list[InputSpec] = []
         for i, raw in enumerate(need("inputs", list)):
             where = f"inputs[{i}]"
-            if not isinstance(raw, dict) or not isinstance(raw.get("dtype"), str) or not isinstance(raw.get("shape"), list):
-                raise ProtocolError(f"{path}: field {where!r} must be {{'shape': [ints], 'dtype': str}}", path=path, field=where)
+            if (
+                not isinstance(raw, dict)
+                or not isinstance(raw.get("dtype"), str)
+                or not isinstance(raw.get("shape"), list)
+            ):
+                raise ProtocolError(
+                    f"{path}: field {where!r} must be {{'shape': [ints], 'dtype': str}}", path=path, field=where
+                )
             shape = raw["shape"]
             if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-                raise ProtocolError(f"{path}: field '{where}.shape' must hold positive ints, but got {shape!r}", path=path, field=where + ".shape")
+                raise ProtocolError(
+                    f"{path}: field '{where}.shape' must hold positive ints, but got {shape!r}",
+                    path=path,
+                    field=where + ".shape",
+                )
             inputs.append(InputSpec(tuple(shape), raw["dtype"]))
         if not inputs:
             raise ProtocolError(f"{path}: field 'inputs' must not be empty", path=path, field="inputs")
@@ -201,7 +213,9 @@ def export_for_latency(
     if format not in FORMATS:
         raise ConfigurationError(f"format must be one of {sorted(FORMATS)}, but got {format!r}")
     if FORMATS[format][0] != framework:
-        raise ConfigurationError(f"format={format!r} is for {FORMATS[format][0]} models, but the model is a {framework} model")
+        raise ConfigurationError(
+            f"format={format!r} is for {FORMATS[format][0]} models, but the model is a {framework} model"
+        )
     examples = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
     if not examples:
         raise ConfigurationError("example_input must be a tensor or a non-empty tuple of tensors")
@@ -242,7 +256,9 @@ def _check_batch_one(shape: Sequence[int], i: int) -> tuple[int, ...]:
     return shape
 
 
-def _export_torch(model: Any, examples: tuple[Any, ...], fmt: str, storage: Storage) -> tuple[list[str], list[InputSpec], str]:
+def _export_torch(
+    model: Any, examples: tuple[Any, ...], fmt: str, storage: Storage
+) -> tuple[list[str], list[InputSpec], str]:
     import torch
 
     inputs = []
@@ -347,7 +363,9 @@ def wait_for_latency(
         if gens[LATENCY_ERROR_FILE] is not None:
             data, _ = storage.read(LATENCY_ERROR_FILE)
             where = storage.child_uri(LATENCY_ERROR_FILE)
-            raise LatencyError(f"the latency worker could not measure {storage.uri}: {decode_latency_error(data, path=where)}")
+            raise LatencyError(
+                f"the latency worker could not measure {storage.uri}: {decode_latency_error(data, path=where)}"
+            )
         if gens[p.MODEL_LATENCY_FILE] is not None:
             data, _ = storage.read(p.MODEL_LATENCY_FILE)
             return p.decode_model_latency(data, path=storage.child_uri(p.MODEL_LATENCY_FILE))
@@ -387,7 +405,10 @@ def _timeout_message(storage: Storage, timeout_secs: float) -> str:
     head = f"no {answer} after {timeout_secs:g} s: "
     gens = storage.generations([EXPORT_MANIFEST_FILE, p.LATENCY_WORKER_ID_FILE])
     if gens[EXPORT_MANIFEST_FILE] is None:
-        return head + f"the model was never exported ({storage.child_uri(EXPORT_MANIFEST_FILE)} is missing); call export_for_latency first"
+        return (
+            head
+            + f"the model was never exported ({storage.child_uri(EXPORT_MANIFEST_FILE)} is missing); call export_for_latency first"
+        )
     if gens[p.LATENCY_WORKER_ID_FILE] is not None:
         with contextlib.suppress(NotFoundError, ProtocolError):
             claim = p.load_json_object(storage.read(p.LATENCY_WORKER_ID_FILE)[0], path=p.LATENCY_WORKER_ID_FILE)

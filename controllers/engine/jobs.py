@@ -278,7 +278,9 @@ class _Loop:
             t.state, t.failure = TrialState.CANCELLED, None
         else:
             t.state = TrialState.FAILED
-            t.failure = classify_failure(res.exit_code, res.log_tail, job_status=snap.job_status, had_metrics=had_metrics)
+            t.failure = classify_failure(
+                res.exit_code, res.log_tail, job_status=snap.job_status, had_metrics=had_metrics
+            )
         del self.live[tid]
         self.beat_due.pop(tid, None)
         self.save_soon()  # a crash before the save is harmless: the restarted loop polls it again

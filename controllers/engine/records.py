@@ -386,4 +386,3 @@ def classify_failure(
     if not had_metrics and kind is FailureKind.CRASH:
         message += " (before any metrics were written)"
     return Failure(kind, message, ADVICE[kind], log_tail)
-

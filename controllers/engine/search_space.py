@@ -86,9 +86,7 @@ def load_search_space(config: SearchSpaceConfig) -> SearchSpace:
     except OSError as exc:
         raise ValueError(f"search_space.file: cannot read {config.file} ({exc})") from exc
     if not isinstance(table, dict) or not all(isinstance(v, list) and v for v in table.values()):
-        raise ValueError(
-            f"search_space.file {config.file} must hold a mapping of names to non-empty lists of choices"
-        )
+        raise ValueError(f"search_space.file {config.file} must hold a mapping of names to non-empty lists of choices")
     return _table_space(table)
 
 

@@ -60,10 +60,14 @@ def trial_latency(trial: Storage, mode: str) -> tuple[float | None, str | None]:
 def missing_latency_hint(trial: Storage, mode: str) -> str:
     """Why a finished trial has no latency in ``mode`` (for the recorded reasons)."""
     if mode == "worker":
-        return (f"no {trial.child_uri(p.MODEL_LATENCY_FILE)}: the trainer did not export its model for the latency "
-                "worker (give it its --latency_mode=worker flag in trainer.args) or no worker answered")
-    return (f"no latency in {trial.child_uri(p.TRIAL_TRAINING_METRICS_FILE)}: the trainer did not call "
-            "update_trial_training_latency_metric")
+        return (
+            f"no {trial.child_uri(p.MODEL_LATENCY_FILE)}: the trainer did not export its model for the latency "
+            "worker (give it its --latency_mode=worker flag in trainer.args) or no worker answered"
+        )
+    return (
+        f"no latency in {trial.child_uri(p.TRIAL_TRAINING_METRICS_FILE)}: the trainer did not call "
+        "update_trial_training_latency_metric"
+    )
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]], timeout_secs: float) -> list[int | None]:
@@ -103,7 +107,10 @@ def latency_workers(config: ControllerConfig) -> Iterator[list[subprocess.Popen[
     try:
         if lat.starts_local_workers(config.controller_dir):
             procs = start_local_workers(
-                storage.uri, lat.num_workers, device=lat.device, extra_args=lat.worker_args,
+                storage.uri,
+                lat.num_workers,
+                device=lat.device,
+                extra_args=lat.worker_args,
                 log_dir=config.runner.log_dir_for(config.controller_dir),
             )
             logger.info("started %d latency worker(s) on %s: pids %s", len(procs), lat.device, [w.pid for w in procs])
@@ -111,7 +118,9 @@ def latency_workers(config: ControllerConfig) -> Iterator[list[subprocess.Popen[
             logger.warning(
                 "latency.mode is worker: start the latency workers on the measuring machines: "
                 "proxy-task latency-worker --watch %s --workers %d --worker-id K --device %s",
-                storage.uri, lat.num_workers, lat.device,
+                storage.uri,
+                lat.num_workers,
+                lat.device,
             )
         yield procs
     except BaseException as exc:

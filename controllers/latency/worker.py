@@ -159,14 +159,19 @@ class WorkerConfig:
         if self.num_workers < 1:
             raise ConfigurationError(f"--workers must be >= 1, but got {self.num_workers}")
         if not 0 <= self.worker_id < self.num_workers:
-            raise ConfigurationError(f"--worker-id must be in [0, {self.num_workers - 1}] (--workers {self.num_workers}), but got {self.worker_id}")
+            raise ConfigurationError(
+                f"--worker-id must be in [0, {self.num_workers - 1}] (--workers {self.num_workers}), but got {self.worker_id}"
+            )
         if self.repeats < 1:
             raise ConfigurationError(f"--repeats must be >= 1, but got {self.repeats}")
         if self.warmup < 0:
             raise ConfigurationError(f"--warmup must be >= 0, but got {self.warmup}")
         if not self.poll_secs > 0:
             raise ConfigurationError(f"--poll-secs must be > 0, but got {self.poll_secs}")
-        for name, value in (("--steal-after-secs", self.steal_after_secs), ("--exit-when-idle-secs", self.exit_when_idle_secs)):
+        for name, value in (
+            ("--steal-after-secs", self.steal_after_secs),
+            ("--exit-when-idle-secs", self.exit_when_idle_secs),
+        ):
             if value is not None and not value >= 0:
                 raise ConfigurationError(f"{name} must be >= 0, but got {value}")
         if not (self.device == "cpu" or self.device.startswith(("cuda", "gpu"))):
@@ -327,7 +332,9 @@ class LatencyWorker:
         uri = self.trial_uri(prefix)
         stage, fmt = "reading export.json", None
         try:
-            manifest = ExportManifest.from_json(trial.read(EXPORT_MANIFEST_FILE)[0], path=trial.child_uri(EXPORT_MANIFEST_FILE))
+            manifest = ExportManifest.from_json(
+                trial.read(EXPORT_MANIFEST_FILE)[0], path=trial.child_uri(EXPORT_MANIFEST_FILE)
+            )
             fmt = manifest.format
             stage = "loading the model"
             self._prepare(manifest)
@@ -338,16 +345,27 @@ class LatencyWorker:
             answer = self._time(loaded, manifest, rss_before)
         except Exception as exc:  # noqa: BLE001 - any failure of a user's model is recorded for its trainer
             logger.error("worker %d: cannot measure %s while %s: %s", self.config.worker_id, uri, stage, exc)
-            record = {"error": f"{type(exc).__name__}: {exc}", "stage": stage, "format": fmt,
-                      "worker_id": self.config.worker_id, "worker_instance": self.instance}
+            record = {
+                "error": f"{type(exc).__name__}: {exc}",
+                "stage": stage,
+                "format": fmt,
+                "worker_id": self.config.worker_id,
+                "worker_instance": self.instance,
+            }
             self._write_once(trial, LATENCY_ERROR_FILE, p.dump_json(record), uri)
             self.summary.errors.append(uri)
             return
         if self._write_once(trial, p.MODEL_LATENCY_FILE, p.encode_model_latency(answer), uri):
             self.summary.measured.append(uri)
-            logger.info("worker %d: measured %s%s: %.3f ms (p90 %.3f ms) on %s", self.config.worker_id, uri,
-                        " (stolen)" if stolen else "", answer.latency_in_milliseconds,
-                        answer.extra["latency_p90_in_milliseconds"], answer.device_type)
+            logger.info(
+                "worker %d: measured %s%s: %.3f ms (p90 %.3f ms) on %s",
+                self.config.worker_id,
+                uri,
+                " (stolen)" if stolen else "",
+                answer.latency_in_milliseconds,
+                answer.extra["latency_p90_in_milliseconds"],
+                answer.device_type,
+            )
 
     def _write_once(self, trial: Storage, name: str, data: bytes, uri: str) -> bool:
         try:
@@ -456,8 +474,21 @@ def start_local_workers(
         raise ConfigurationError(f"n (number of latency workers) must be >= 1, but got {n}")
     procs = []
     for k in range(n):
-        argv = [sys.executable, "-m", "controllers.cli", "latency-worker", "--watch", watch_dir,
-                "--workers", str(n), "--worker-id", str(k), "--device", device, *extra_args]
+        argv = [
+            sys.executable,
+            "-m",
+            "controllers.cli",
+            "latency-worker",
+            "--watch",
+            watch_dir,
+            "--workers",
+            str(n),
+            "--worker-id",
+            str(k),
+            "--device",
+            device,
+            *extra_args,
+        ]
         log = None
         if log_dir is not None:
             os.makedirs(log_dir, exist_ok=True)

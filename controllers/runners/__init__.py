@@ -5,7 +5,16 @@ from __future__ import annotations
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 from controllers.runners.local import LocalRunner
 
-__all__ = ["Runner", "TrialSpec", "TrialHandle", "TrialStatus", "PollResult", "LaunchError", "LocalRunner", "make_runner"]
+__all__ = [
+    "Runner",
+    "TrialSpec",
+    "TrialHandle",
+    "TrialStatus",
+    "PollResult",
+    "LaunchError",
+    "LocalRunner",
+    "make_runner",
+]
 
 
 def make_runner(kind: str = "local", **options: object) -> Runner:

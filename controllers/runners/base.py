@@ -34,7 +34,6 @@ from controllers.errors import LaunchError
 __all__ = ["TrialSpec", "TrialHandle", "TrialStatus", "PollResult", "Runner", "LaunchError"]
 
 
-
 @dataclass(frozen=True)
 class TrialSpec:
     """Everything needed to start one trial.

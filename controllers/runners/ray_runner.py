@@ -73,7 +73,6 @@ class RayOptions(BaseModel):
     unreachable_lost_secs: float = Field(default=600.0, gt=0)
 
 
-
 def _job_submission() -> Any:
     try:
         from ray import job_submission
@@ -153,7 +152,10 @@ class RayRunner(Runner):
                 f"max_parallel_trials must be >= 1 for the ray runner (set runner.max_parallel_trials), "
                 f"but got {max_parallel_trials}"
             )
-        for field_name, value in (("num_cpus_per_trial", num_cpus_per_trial), ("num_gpus_per_trial", num_gpus_per_trial)):
+        for field_name, value in (
+            ("num_cpus_per_trial", num_cpus_per_trial),
+            ("num_gpus_per_trial", num_gpus_per_trial),
+        ):
             if value is not None and value < 0:
                 raise ValueError(f"{field_name} must be >= 0, but got {value}")
         if runtime_env is not None and not isinstance(runtime_env.get("env_vars", {}), Mapping):

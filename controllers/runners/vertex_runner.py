@@ -72,7 +72,6 @@ class VertexOptions(BaseModel):
     unreachable_lost_secs: float = Field(default=600.0, gt=0)
 
 
-
 def _aiplatform() -> Any:
     try:
         from google.cloud import aiplatform_v1
@@ -216,7 +215,11 @@ class VertexRunner(Runner):
                 f"trial {spec.trial_id}: the vertex runner needs the trial folder on Cloud Storage "
                 f"(controller_dir: gs://<bucket>/...), but got {spec.model_dir_uri!r}"
             )
-        output = "gs://" + spec.model_dir_uri[len("/gcs/"):] if spec.model_dir_uri.startswith("/gcs/") else spec.model_dir_uri
+        output = (
+            "gs://" + spec.model_dir_uri[len("/gcs/") :]
+            if spec.model_dir_uri.startswith("/gcs/")
+            else spec.model_dir_uri
+        )
         env = {"CLOUD_ML_TRIAL_ID": spec.trial_id, "AIP_MODEL_DIR": spec.model_dir_uri, **spec.env}
         machine: dict[str, Any] = {"machine_type": self._machine_type}
         if self._accelerator_type:
@@ -340,7 +343,9 @@ class VertexRunner(Runner):
         """Resource name of the job labelled with ``token`` (the oldest if several), None if none."""
         label = token_label(token)
         flt = f'labels.{TOKEN_LABEL}="{label}"'
-        pager = self._call("list", lambda: self._client().list_custom_jobs(request={"parent": self.parent, "filter": flt}))
+        pager = self._call(
+            "list", lambda: self._client().list_custom_jobs(request={"parent": self.parent, "filter": flt})
+        )
         if pager is None:
             return None
         jobs = [j for j in self._call("list", lambda: list(pager)) or [] if j.labels.get(TOKEN_LABEL) == label]

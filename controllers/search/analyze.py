@@ -43,8 +43,13 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "folder": self.folder, "method": self.method, "series": self.series,
-                "notes": self.notes}
+        return {
+            "kind": self.kind,
+            "folder": self.folder,
+            "method": self.method,
+            "series": self.series,
+            "notes": self.notes,
+        }
 
 
 def _series(stats: StepStats, method: str, targets: Sequence[float] = ()) -> dict[str, Any]:
@@ -82,8 +87,9 @@ def analyze_curves(
     """Correlation vs step of recorded curves against ``reference`` (pure)."""
     secs = seconds_per_step or [None] * len(curves)
     tc = [TrialCurve(tuple(c), s, True) for c, s in zip(curves, secs)]
-    stats = compute_step_stats(tc, reference, n_bootstrap=n_bootstrap, min_pairs=min_pairs,
-                               min_valid_ratio=min_valid_ratio)
+    stats = compute_step_stats(
+        tc, reference, n_bootstrap=n_bootstrap, min_pairs=min_pairs, min_valid_ratio=min_valid_ratio
+    )
     return _series(stats, method, targets)
 
 
@@ -94,13 +100,21 @@ def _read_curves(job_dir: str, ids: Sequence[str]) -> tuple[list[list[tuple[int,
     curves, secs = [], []
     for tid in ids:
         metrics, _ = read_trial_metrics(storage, tid)
-        curves.append([] if metrics is None else [(e.training_step, e.accuracy) for e in metrics.training_accuracy_over_steps])
+        curves.append(
+            [] if metrics is None else [(e.training_step, e.accuracy) for e in metrics.training_accuracy_over_steps]
+        )
         secs.append(None if metrics is None else metrics.seconds_per_step)
     return curves, secs
 
 
-def analyze_folder(folder: str, *, method: str = "spearman", targets: Sequence[float] = (0.65, 0.8, 0.9),
-                   n_bootstrap: int = 1000, plot: bool = True) -> Analysis:
+def analyze_folder(
+    folder: str,
+    *,
+    method: str = "spearman",
+    targets: Sequence[float] = (0.65, 0.8, 0.9),
+    n_bootstrap: int = 1000,
+    plot: bool = True,
+) -> Analysis:
     """Analyses a model-selection, search or job folder and writes the JSON (and plot) into it.
 
     Raises:
@@ -122,7 +136,8 @@ def analyze_folder(folder: str, *, method: str = "spearman", targets: Sequence[f
             ids = [str(k) for k in range(1, ref.num_trials + 1)]
             curves, secs = _read_curves(entry.search_job_link, ids)
             analysis.series[entry.proxy_task_name] = analyze_curves(
-                curves, ref.accuracies, method=method, targets=targets, n_bootstrap=n_bootstrap, seconds_per_step=secs)
+                curves, ref.accuracies, method=method, targets=targets, n_bootstrap=n_bootstrap, seconds_per_step=secs
+            )
     else:
         if storage.exists(MODEL_SELECTION_STATE_FILE):
             ref = reference_from_model_selection(storage.uri)
@@ -142,14 +157,16 @@ def analyze_folder(folder: str, *, method: str = "spearman", targets: Sequence[f
         )
         secs = [None if h is None or not s else h * 3600.0 / s for h, s in zip(ref.hours, ref.steps)]
         analysis.series[f"reference ({kind})"] = analyze_curves(
-            ref.curves, ref.accuracies, method=method, targets=targets, n_bootstrap=n_bootstrap, seconds_per_step=secs)
+            ref.curves, ref.accuracies, method=method, targets=targets, n_bootstrap=n_bootstrap, seconds_per_step=secs
+        )
     storage.write(ANALYSIS_JSON, protocol.dump_json(analysis.to_dict()))
     if plot and analysis.series:
         from controllers.search.plots import render_analysis_plot
 
         png = render_analysis_plot(
             {k: {"x": v["training_steps"], **v} for k, v in analysis.series.items()},
-            xlabel="training step", title=f"{method} vs step ({analysis.kind}: {storage.uri})",
+            xlabel="training step",
+            title=f"{method} vs step ({analysis.kind}: {storage.uri})",
             target=targets[0] if targets else None,
         )
         storage.write(ANALYSIS_PNG, png)
@@ -168,10 +185,14 @@ def format_table(analysis: Analysis, *, max_rows: int = 30) -> str:
         if steps and idx[-1] != len(steps) - 1:
             idx.append(len(steps) - 1)
         for i in idx:
+
             def f(v: Any, w: int = 7) -> str:
                 return f"{v:>{w}.3f}" if v is not None else f"{'-':>{w}}"
-            lines.append(f"{steps[i]:>10} {f(s['median_training_time_hrs'][i], 9)} {f(s['coefficient'][i])} "
-                         f"{f(s['ci_low'][i])} {f(s['ci_high'][i])} {s['n'][i]:>3}")
+
+            lines.append(
+                f"{steps[i]:>10} {f(s['median_training_time_hrs'][i], 9)} {f(s['coefficient'][i])} "
+                f"{f(s['ci_low'][i])} {f(s['ci_high'][i])} {s['n'][i]:>3}"
+            )
         reach = ", ".join(f">= {t}: step {v}" for t, v in s["first_step_reaching"].items())
         lines.append(f"first step reaching {reach}")
     for note in analysis.notes:

@@ -70,7 +70,9 @@ class ProxyTasksConfig(StrictModel):
     def _one_source(self) -> ProxyTasksConfig:
         given = [n for n in ("generator", "grid", "configs") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError(f"proxy_tasks needs exactly one of 'generator', 'grid' or 'configs', but got {given or 'none'}")
+            raise ValueError(
+                f"proxy_tasks needs exactly one of 'generator', 'grid' or 'configs', but got {given or 'none'}"
+            )
         return self
 
 

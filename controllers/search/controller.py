@@ -64,7 +64,6 @@ logger = logging.getLogger("controllers.search")
 STATE_KIND = "proxy_task_search"
 
 
-
 @dataclass
 class _Run:
     """Per-proxy working data of one controller run (not saved)."""
@@ -130,9 +129,7 @@ class SearchController:
     def _load_or_create_state(self) -> None:
         obj = self.state_file.load()
         if obj is not None and not self.resume:
-            raise ConfigurationError(
-                f"{self.state_file.uri} exists: resume with --resume, or use a new controller_dir"
-            )
+            raise ConfigurationError(f"{self.state_file.uri} exists: resume with --resume, or use a new controller_dir")
         if obj is not None:
             self.state = SearchState.from_dict(obj, path=self.state_file.uri)
             if self.state.correlation_method != self.config.correlation:
@@ -183,8 +180,11 @@ class SearchController:
         if rc.model_selection_dir and mode != "none":
             recorded = model_selection_latency_mode(rc.model_selection_dir)
             if recorded != mode:
-                ref.warnings.insert(0, f"the model selection ran with latency.mode {recorded!r} but this search reads "
-                                       f"latencies in mode {mode!r}: use the same latency.mode in both configs")
+                ref.warnings.insert(
+                    0,
+                    f"the model selection ran with latency.mode {recorded!r} but this search reads "
+                    f"latencies in mode {mode!r}: use the same latency.mode in both configs",
+                )
 
     def _reference_has_latency(self) -> bool:
         assert self.reference is not None
@@ -203,8 +203,12 @@ class SearchController:
             assert noise_cfg.variance_dir is not None
             noise = read_seed_noise(noise_cfg.variance_dir, reference_mean=mean)
         verdict = ceiling_verdict(
-            self.reference.accuracies, noise, method=self.config.correlation,
-            target=self.config.desired_accuracy_correlation, n_sim=noise_cfg.n_sim, seed=self.config.seed,
+            self.reference.accuracies,
+            noise,
+            method=self.config.correlation,
+            target=self.config.desired_accuracy_correlation,
+            n_sim=noise_cfg.n_sim,
+            seed=self.config.seed,
         )
         self.ceiling = verdict.ceiling
         self.state.noise_ceiling = verdict.to_dict()
@@ -226,8 +230,9 @@ class SearchController:
             ConfigurationError: Bad reference, configs or state.
             controllers.errors.LeaseHeldError: Another controller drives this folder.
         """
-        self._lease = Lease(self.storage, timeout_secs=self.config.timeouts.lease_timeout_secs,
-                            clock=self.clock, sleep=self.sleep)
+        self._lease = Lease(
+            self.storage, timeout_secs=self.config.timeouts.lease_timeout_secs, clock=self.clock, sleep=self.sleep
+        )
         self._lease.acquire()
         try:
             return self._run()
@@ -243,13 +248,20 @@ class SearchController:
         configs = load_proxy_configs(self.config)
         self._register(configs)
         self.save()
-        if verdict is not None and not verdict.reachable and self.config.noise and self.config.noise.abort_if_unreachable:
+        if (
+            verdict is not None
+            and not verdict.reachable
+            and self.config.noise
+            and self.config.noise.abort_if_unreachable
+        ):
             raise SearchAborted(verdict.message)
         with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
             for cfg in configs:
                 entry = self.state.proxy_tasks_map[cfg.name]
                 if entry.status == DONE:
-                    logger.info("proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state)
+                    logger.info(
+                        "proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state
+                    )
                     continue
                 self._evaluate(cfg, entry)
         self._update_best()
@@ -340,9 +352,16 @@ class SearchController:
             return self._on_poll(run, view, best_hours)
 
         result = run_job(
-            self._job_spec(cfg, entry, record), self._runner(), record, persist=persist,
-            settings=self.config.timeouts.job_settings(), on_poll=on_poll, lease=self._lease,
-            progress=self.progress, clock=self.clock, sleep=self.sleep,
+            self._job_spec(cfg, entry, record),
+            self._runner(),
+            record,
+            persist=persist,
+            settings=self.config.timeouts.job_settings(),
+            on_poll=on_poll,
+            lease=self._lease,
+            progress=self.progress,
+            clock=self.clock,
+            sleep=self.sleep,
         )
         self._finish(run, result, best_hours)
 
@@ -354,9 +373,14 @@ class SearchController:
         assert self.reference is not None
         cfg = self.config
         return compute_step_stats(
-            ev.curves_from_metrics(metrics, ended), self.reference.accuracies,
-            min_pairs=cfg.min_pairs, min_valid_ratio=cfg.min_valid_ratio, n_bootstrap=cfg.bootstrap_resamples,
-            confidence=cfg.confidence, seed=cfg.seed, cache=run.cache,
+            ev.curves_from_metrics(metrics, ended),
+            self.reference.accuracies,
+            min_pairs=cfg.min_pairs,
+            min_valid_ratio=cfg.min_valid_ratio,
+            n_bootstrap=cfg.bootstrap_resamples,
+            confidence=cfg.confidence,
+            seed=cfg.seed,
+            cache=run.cache,
         )
 
     def _too_many_failures(self, failed: int) -> bool:
@@ -392,10 +416,16 @@ class SearchController:
             if decision.stop:
                 self._apply_decision(entry, decision)
                 logger.info("proxy task %s: stop (%s): %s", entry.proxy_task_name, decision.state, decision.reason)
-        if not decided and not entry.proxy_task_stats.stopping_state and self._too_many_failures(entry.num_failed_trials):
+        if (
+            not decided
+            and not entry.proxy_task_stats.stopping_state
+            and self._too_many_failures(entry.num_failed_trials)
+        ):
             entry.proxy_task_stats.stopping_state = JOB_FAILED
             entry.stop_reason = f"{entry.num_failed_trials} trials failed: too few left for a valid correlation"
-            entry.log_decision({"poll": view.poll_index, "stop": True, "state": JOB_FAILED, "reason": entry.stop_reason})
+            entry.log_decision(
+                {"poll": view.poll_index, "stop": True, "state": JOB_FAILED, "reason": entry.stop_reason}
+            )
         if not decided and entry.proxy_task_stats.stopping_state:
             entry.proxy_task_stats.posted_stop_trials_message = True
             self.progress.message(f"proxy task {entry.proxy_task_name}: {entry.proxy_task_stats.stopping_state}")
@@ -406,7 +436,9 @@ class SearchController:
         fingerprint = (
             tuple(m.training_time.total_training_time_in_secs if m is not None else None for m in metrics),
             tuple(m.last_pct if m is not None else None for m in metrics),
-            tuple(ended), entry.proxy_task_stats.stopping_state, len(entry.decision_log),
+            tuple(ended),
+            entry.proxy_task_stats.stopping_state,
+            len(entry.decision_log),
         )
         if fingerprint != run.last_saved or stop is not None:  # saved during monitoring, before "stop now"
             run.last_saved = fingerprint
@@ -447,15 +479,24 @@ class SearchController:
             assert self.reference is not None
             proxy_lat = self._proxy_latencies(entry)
             check = ev.latency_check(
-                self.reference.latencies, proxy_lat, self.targets, min_pairs=self.config.min_pairs,
-                min_valid_ratio=self.config.min_valid_ratio, n_bootstrap=self.config.bootstrap_resamples,
-                confidence=self.config.confidence, seed=self.config.seed,
+                self.reference.latencies,
+                proxy_lat,
+                self.targets,
+                min_pairs=self.config.min_pairs,
+                min_valid_ratio=self.config.min_valid_ratio,
+                n_bootstrap=self.config.bootstrap_resamples,
+                confidence=self.config.confidence,
+                seed=self.config.seed,
             )
             chosen = check.correlations[self.targets.method]
             s.latency_correlation = chosen.coefficient
             s.latency_correlation_p_value = chosen.p_value
             entry.latency_correlations = {m: c.to_dict() for m, c in check.correlations.items()}
-            latency = (proxy_lat, self.reference.latencies, f"latency {self.targets.method} = {_fmt(chosen.coefficient)}")
+            latency = (
+                proxy_lat,
+                self.reference.latencies,
+                f"latency {self.targets.method} = {_fmt(chosen.coefficient)}",
+            )
             if not check.passed and s.stopping_state in SUCCESSFUL_STATES:
                 # a success becomes a latency failure (reference §4.5); a proxy that already failed
                 # keeps its own, more telling, state and reason
@@ -464,8 +505,15 @@ class SearchController:
                 entry.stop_reason = f"{check.reason} (before the latency check: {previous}: {entry.stop_reason})"
             elif not check.passed:
                 entry.stop_reason += f"; {check.reason}"
-            entry.log_decision({"poll": None, "latency": True, "passed": check.passed, "reason": check.reason,
-                                "correlations": entry.latency_correlations})
+            entry.log_decision(
+                {
+                    "poll": None,
+                    "latency": True,
+                    "passed": check.passed,
+                    "reason": check.reason,
+                    "correlations": entry.latency_correlations,
+                }
+            )
         if self.ceiling is not None:
             entry.ceiling_fraction = closeness_to_ceiling(entry.best_correlation, self.ceiling)
         entry.status = DONE
@@ -488,8 +536,14 @@ class SearchController:
             out.append(lat if lat is not None and lat > 0 else None)
         return out
 
-    def _plot(self, entry: ProxyTaskEntry, stats: StepStats, metrics: list[Any], *,
-              latency: tuple[Any, Any, str] | None = None) -> None:
+    def _plot(
+        self,
+        entry: ProxyTaskEntry,
+        stats: StepStats,
+        metrics: list[Any],
+        *,
+        latency: tuple[Any, Any, str] | None = None,
+    ) -> None:
         if not self.config.plots or not len(stats):
             return
         from controllers.search.plots import plot_proxy_state
@@ -497,9 +551,15 @@ class SearchController:
         assert self.reference is not None
         try:
             plot_proxy_state(
-                self.storage, entry, stats, metrics, self.reference.accuracies, method=self.targets.method,
+                self.storage,
+                entry,
+                stats,
+                metrics,
+                self.reference.accuracies,
+                method=self.targets.method,
                 target_correlation=self.config.desired_accuracy_correlation,
-                target_accuracy=self.config.desired_accuracy, latency=latency,
+                target_accuracy=self.config.desired_accuracy,
+                latency=latency,
             )
         except Exception as exc:  # a plot must never stop the search
             logger.warning("could not draw plots of %s: %s", entry.proxy_task_name, exc)

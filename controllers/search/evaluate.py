@@ -169,18 +169,26 @@ def latency_check(
     Only called when the reference has latencies. A disabled target (None) always passes.
     """
     corrs = both_correlations(
-        proxy_latency, reference_latency, min_pairs=min_pairs, min_valid_ratio=min_valid_ratio,
-        n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+        proxy_latency,
+        reference_latency,
+        min_pairs=min_pairs,
+        min_valid_ratio=min_valid_ratio,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
     )
     chosen = corrs[targets.method]
     want = targets.desired_latency_correlation
     if want is None:
         return LatencyCheck(corrs, True, "no desired latency correlation set")
     if chosen.coefficient is None:
-        return LatencyCheck(corrs, False, f"{FAILED_DESIRED_LATENCY_CORRELATION}: latency correlation invalid ({chosen.reason})")
+        return LatencyCheck(
+            corrs, False, f"{FAILED_DESIRED_LATENCY_CORRELATION}: latency correlation invalid ({chosen.reason})"
+        )
     if chosen.coefficient < want:
         return LatencyCheck(
-            corrs, False,
+            corrs,
+            False,
             f"{FAILED_DESIRED_LATENCY_CORRELATION}: {targets.method} {chosen.coefficient:.3f} < desired {want:.3f}",
         )
     return LatencyCheck(corrs, True, f"latency {targets.method} {chosen.coefficient:.3f} >= desired {want:.3f}")

@@ -66,14 +66,23 @@ def _correlation_plot(
                 if xi is not None and r.get("ci_low") is not None and r.get("ci_high") is not None
             ]
             if band:
-                ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], alpha=0.2,
-                                label=f"{m} bootstrap CI")
+                ax.fill_between(
+                    [b[0] for b in band],
+                    [b[1] for b in band],
+                    [b[2] for b in band],
+                    alpha=0.2,
+                    label=f"{m} bootstrap CI",
+                )
     return _finish_correlation_axes(fig, ax, target, xlabel, "rank correlation with full training", title)
 
 
 def _accuracy_plot(
-    x: Sequence[Any], median: Sequence[Any], curves: Sequence[Sequence[tuple[float, float]]] | None,
-    target: float | None, xlabel: str, title: str,
+    x: Sequence[Any],
+    median: Sequence[Any],
+    curves: Sequence[Sequence[tuple[float, float]]] | None,
+    target: float | None,
+    xlabel: str,
+    title: str,
 ) -> bytes:
     plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -139,20 +148,34 @@ def render_proxy_plots(
         return written
     corr = entry.correlation_over_step
     outputs = {
-        "corr_steps": _correlation_plot(steps, corr, method, target_correlation, "training step",
-                                        f"{name}: correlation vs steps"),
-        "corr_time": _correlation_plot(hours, corr, method, target_correlation, "median training hours",
-                                       f"{name}: correlation vs time"),
-        "acc_steps": _accuracy_plot(steps, stats.median_accuracy_over_step, curves, target_accuracy,
-                                    "training step", f"{name}: accuracy vs steps"),
+        "corr_steps": _correlation_plot(
+            steps, corr, method, target_correlation, "training step", f"{name}: correlation vs steps"
+        ),
+        "corr_time": _correlation_plot(
+            hours, corr, method, target_correlation, "median training hours", f"{name}: correlation vs time"
+        ),
+        "acc_steps": _accuracy_plot(
+            steps,
+            stats.median_accuracy_over_step,
+            curves,
+            target_accuracy,
+            "training step",
+            f"{name}: accuracy vs steps",
+        ),
     }
     time_curves = None
     if curves is not None and hours_per_step is not None:
         time_curves = [
             [(h * (s + 1), a) for s, a in c] if h is not None else [] for c, h in zip(curves, hours_per_step)
         ]
-    outputs["acc_time"] = _accuracy_plot(hours, stats.median_accuracy_over_step, time_curves, target_accuracy,
-                                         "training hours", f"{name}: accuracy vs time")
+    outputs["acc_time"] = _accuracy_plot(
+        hours,
+        stats.median_accuracy_over_step,
+        time_curves,
+        target_accuracy,
+        "training hours",
+        f"{name}: accuracy vs time",
+    )
     if scatter is not None:
         outputs["scatter"] = _scatter(scatter[0], scatter[1], scatter[2], "full-training accuracy", "proxy accuracy")
     if latency is not None:
@@ -176,12 +199,14 @@ def render_analysis_plot(
         xs, ys = _xy(s["x"], s["coefficient"])
         (line,) = ax.plot(xs, ys, "-o", markersize=3, label=label)
         band = [
-            (float(x), lo, hi) for x, lo, hi in zip(s["x"], s["ci_low"], s["ci_high"])
+            (float(x), lo, hi)
+            for x, lo, hi in zip(s["x"], s["ci_low"], s["ci_high"])
             if x is not None and lo is not None and hi is not None
         ]
         if band:
-            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], alpha=0.15,
-                            color=line.get_color())
+            ax.fill_between(
+                [b[0] for b in band], [b[1] for b in band], [b[2] for b in band], alpha=0.15, color=line.get_color()
+            )
     return _finish_correlation_axes(fig, ax, target, xlabel, "rank correlation", title)
 
 
@@ -214,6 +239,13 @@ def plot_proxy_state(
         f"{entry.proxy_task_name} at step {step}: {method} = {'n/a' if coef is None else f'{coef:.3f}'}",
     )
     return render_proxy_plots(
-        storage, entry, method=method, target_correlation=target_correlation, target_accuracy=target_accuracy,
-        curves=curves, hours_per_step=hours_per_step, scatter=scatter, latency=latency,
+        storage,
+        entry,
+        method=method,
+        target_correlation=target_correlation,
+        target_accuracy=target_accuracy,
+        curves=curves,
+        hours_per_step=hours_per_step,
+        scatter=scatter,
+        latency=latency,
     )

@@ -47,9 +47,7 @@ def load_generator(spec: str) -> Any:
     else:
         module_name, _, attr = spec.rpartition(".")
     if not module_name or not attr:
-        raise ConfigurationError(
-            f"proxy_tasks.generator must look like 'package.module:function', but got {spec!r}"
-        )
+        raise ConfigurationError(f"proxy_tasks.generator must look like 'package.module:function', but got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

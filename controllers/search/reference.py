@@ -120,9 +120,7 @@ class ReferenceModels:
         }
 
 
-def read_trial_metrics(
-    storage: Storage, trial_id: str
-) -> tuple[protocol.TrialTrainingMetrics | None, str | None]:
+def read_trial_metrics(storage: Storage, trial_id: str) -> tuple[protocol.TrialTrainingMetrics | None, str | None]:
     """A trial's metrics record, or ``(None, why)``; a bad file is reported, never guessed at."""
     name = f"{trial_id}/{protocol.TRIAL_TRAINING_METRICS_FILE}"
     try:

@@ -132,8 +132,9 @@ def _correlation_at_decision(entry: ProxyTaskEntry, method: str) -> dict[str, An
     return rows[i] if i < len(rows) else None
 
 
-def best_proxy_config(state: SearchState, *, train_steps_arg: str | None = None,
-                      decay_steps_arg: str | None = None) -> dict[str, Any] | None:
+def best_proxy_config(
+    state: SearchState, *, train_steps_arg: str | None = None, decay_steps_arg: str | None = None
+) -> dict[str, Any] | None:
     """The winner as a config for the NAS search, or None when no proxy succeeded."""
     name = state.best_proxy_task_name
     if not name or name not in state.proxy_tasks_map:
@@ -201,7 +202,8 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         "Settings",
         [
             f"correlation used for decisions: {method} (both Spearman and Kendall are recorded)",
-            f"stop rule: {state.stop_rule}" + (" (the CI lower bound must reach the target)" if state.stop_rule == "lower_bound" else ""),
+            f"stop rule: {state.stop_rule}"
+            + (" (the CI lower bound must reach the target)" if state.stop_rule == "lower_bound" else ""),
             *(f"{k}: {_fmt(v)}" for k, v in targets.items() if k not in ("correlation", "stop_rule")),
         ],
     )
@@ -221,12 +223,24 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         lines = [nc.get("message", "")]
         rows = [
             (e.proxy_task_name, _fmt(e.best_correlation), _fmt(e.ceiling_fraction))
-            for e in entries if e.status == "done"
+            for e in entries
+            if e.status == "done"
         ]
         rep.add("Noise ceiling", lines, (["proxy", f"best {method}", "fraction of ceiling median"], rows))
 
-    header = ["#", "proxy", "state", "final steps", "final h", f"{method} at decision (n, CI)",
-              f"best {method}", "latency corr", "cost (trial-h)", "failed trials", "why it stopped"]
+    header = [
+        "#",
+        "proxy",
+        "state",
+        "final steps",
+        "final h",
+        f"{method} at decision (n, CI)",
+        f"best {method}",
+        "latency corr",
+        "cost (trial-h)",
+        "failed trials",
+        "why it stopped",
+    ]
     rows = []
     for e in entries:
         s = e.proxy_task_stats
@@ -234,19 +248,29 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         c = _correlation_at_decision(e, method)
         if c is not None:
             at = f"{_fmt(c['coefficient'])} (n={c['n']}, [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}])"
-        rows.append((
-            e.order_index + 1, e.proxy_task_name + (" **(best)**" if e.proxy_task_name == best else ""),
-            s.stopping_state or e.status, _fmt(s.final_training_steps), _fmt(s.final_training_time_in_hours, 4),
-            at, _fmt(e.best_correlation), _fmt(s.latency_correlation), _fmt(e.cost_trial_hours, 4),
-            e.num_failed_trials, e.stop_reason,
-        ))
+        rows.append(
+            (
+                e.order_index + 1,
+                e.proxy_task_name + (" **(best)**" if e.proxy_task_name == best else ""),
+                s.stopping_state or e.status,
+                _fmt(s.final_training_steps),
+                _fmt(s.final_training_time_in_hours, 4),
+                at,
+                _fmt(e.best_correlation),
+                _fmt(s.latency_correlation),
+                _fmt(e.cost_trial_hours, 4),
+                e.num_failed_trials,
+                e.stop_reason,
+            )
+        )
     rep.add("Proxy tasks", (header, rows))
 
     if state.warnings:
         rep.add("Warnings", list(state.warnings))
     failures = [
         f"{e.proxy_task_name} trial {tid}: {f.get('kind')}: {f.get('message')} ({f.get('advice')})"
-        for e in entries for tid, f in e.failures.items()
+        for e in entries
+        for tid, f in e.failures.items()
     ]
     if failures:
         rep.add("Failed trials", failures)
@@ -262,8 +286,9 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
     return rep
 
 
-def write_report(controller_dir: str, *, train_steps_arg: str | None = None,
-                 decay_steps_arg: str | None = None) -> dict[str, str]:
+def write_report(
+    controller_dir: str, *, train_steps_arg: str | None = None, decay_steps_arg: str | None = None
+) -> dict[str, str]:
     """Writes ``report.md``, ``report.html`` and ``best_proxy_task.yaml`` into the folder.
 
     Returns:

@@ -115,7 +115,9 @@ def compute_step_stats(
         ValueError: ``curves`` and ``reference`` differ in length.
     """
     if len(curves) != len(reference):
-        raise ValueError(f"need one curve per reference model, but got {len(curves)} curves and {len(reference)} scores")
+        raise ValueError(
+            f"need one curve per reference model, but got {len(curves)} curves and {len(reference)} scores"
+        )
     steps = sorted({s for c in curves for s, _ in c.points})
     out = StepStats()
     ref = list(reference)
@@ -125,8 +127,13 @@ def compute_step_stats(
         corr = cache.get(key) if cache is not None else None
         if corr is None:
             corr = both_correlations(
-                accs, ref, min_pairs=min_pairs, min_valid_ratio=min_valid_ratio,
-                n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
+                accs,
+                ref,
+                min_pairs=min_pairs,
+                min_valid_ratio=min_valid_ratio,
+                n_bootstrap=n_bootstrap,
+                confidence=confidence,
+                seed=seed,
             )
             if cache is not None:
                 cache[key] = corr

@@ -44,9 +44,7 @@ class SeedNoise:
         return {"seed_std": self.seed_std, "source": self.source}
 
 
-def seed_noise_from_result(
-    result: dict[str, Any], *, path: str, reference_mean: float | None = None
-) -> SeedNoise:
+def seed_noise_from_result(result: dict[str, Any], *, path: str, reference_mean: float | None = None) -> SeedNoise:
     """``seed_std`` from a variance result; else CV (``variance_value``) times the runs' mean.
 
     When the result holds no mean, the mean of the reference scores stands in (said so in
@@ -60,7 +58,9 @@ def seed_noise_from_result(
         return SeedNoise(float(std), f"seed_std of {path}")
     cv = result.get("variance_value")
     if not isinstance(cv, (int, float)) or isinstance(cv, bool) or cv < 0:
-        raise ConfigurationError(f"{path} holds neither 'seed_std' nor a 'variance_value' >= 0; rerun the variance measurement")
+        raise ConfigurationError(
+            f"{path} holds neither 'seed_std' nor a 'variance_value' >= 0; rerun the variance measurement"
+        )
     for key in _MEAN_KEYS:
         mean = result.get(key)
         if isinstance(mean, (int, float)) and not isinstance(mean, bool):
@@ -75,7 +75,8 @@ def seed_noise_from_result(
 def read_seed_noise(variance_dir: str, *, reference_mean: float | None = None) -> SeedNoise:
     """Reads ``variance_and_smoothness.json`` of a variance-measurement folder."""
     obj, path = read_folder_json(
-        open_storage(variance_dir), VARIANCE_RESULT_FILE,
+        open_storage(variance_dir),
+        VARIANCE_RESULT_FILE,
         missing="finish the variance measurement or give noise.seed_std (noise.variance_dir)",
     )
     return seed_noise_from_result(obj, path=path, reference_mean=reference_mean)

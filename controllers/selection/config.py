@@ -29,5 +29,7 @@ class ModelSelectionConfig(ControllerConfig):
                 f"final_num_models ({self.final_num_models}) must be <= start_num_models ({self.start_num_models})"
             )
         if self.require_latency and self.latency.mode == "none":
-            raise ValueError("require_latency is true but latency.mode is 'none': set latency.mode to trainer or worker")
+            raise ValueError(
+                "require_latency is true but latency.mode is 'none': set latency.mode to trainer or worker"
+            )
         return self

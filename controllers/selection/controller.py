@@ -91,7 +91,6 @@ REFERENCE_KEYS: dict[str, frozenset[str]] = {
 TOOL = "model_selection"
 
 
-
 @dataclass
 class ModelSelectionResult:
     """The final round: its job folder and trial ids (the reference models)."""
@@ -228,9 +227,7 @@ class _Selection:
                 return StopAll(f"abort: {len(view.failures)} of {n} trials failed (> {cfg.max_failure_ratio:.0%})")
             return None
 
-        self.progress.message(
-            f"round {it['iteration']}: {n} trials to {it['desired_training_step_pct']:.4g} %"
-        )
+        self.progress.message(f"round {it['iteration']}: {n} trials to {it['desired_training_step_pct']:.4g} %")
         try:
             return run_job(spec, self.runner, record, persist=self.save, settings=cfg.timeouts.job_settings(),
                            on_poll=abort_check, lease=self.lease, progress=self.progress, clock=self.clock,
@@ -296,7 +293,9 @@ class _Selection:
                 out.append((t, s["accuracy"], s["latency"] if s["latency"] is not None else 0.0))
             return out
 
-        png = filtered_trial_scores_png(pts(kept), pts(removed), title=f"Filtered trial scores, round {it['iteration']}")
+        png = filtered_trial_scores_png(
+            pts(kept), pts(removed), title=f"Filtered trial scores, round {it['iteration']}"
+        )
         open_storage(it["job_dir"]).write(FILTERED_TRIAL_SCORES_FILE, png)
 
     def run(self, resume: bool) -> ModelSelectionResult:
@@ -339,4 +338,3 @@ def run_model_selection(
     """
     with controller_session(config, runner=runner, clock=clock, sleep=sleep) as (lease, runner):
         return _Selection(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume)
-

@@ -58,7 +58,6 @@ NAS_DOC_PATH = "https://cloud.google.com/vertex-ai/docs/training/neural-architec
 TOOL = "variance_measurement"
 
 
-
 @dataclass
 class VarianceReport:
     """What ``variance_and_smoothness.json`` holds (``result``) and where it is."""

@@ -51,7 +51,12 @@ def add_run_flags(
 def add_latency_flags(parser: argparse.ArgumentParser, *, num_threads_help: str) -> None:
     """Latency measurement, the latency-aware reward and the thread count."""
     a = parser.add_argument
-    a("--latency_repeats", type=int, default=200, help="batch-1 CPU inferences; the mean of the fastest quarter is reported")
+    a(
+        "--latency_repeats",
+        type=int,
+        default=200,
+        help="batch-1 CPU inferences; the mean of the fastest quarter is reported",
+    )
     a("--target_latency_ms", type=float, default=0.0, help="> 0: reward = accuracy * min(1, target/latency)")
     a("--num_threads", type=int, default=1, help=num_threads_help)
 

@@ -84,18 +84,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'kind':9s} {'architecture':32s} {'seed':>4s} {'accuracy':>8s} {'lat ms':>7s} {'wall s':>7s} {'cpu s':>6s}")
     for i, r in enumerate(done):
         kind = "arch" if i < args.archs else "seed"
-        print(f"{kind:9s} {_describe(r.arch):32s} {r.seed:4d} {r.accuracy:8.4f} {r.latency_ms:7.3f} {r.wall_secs:7.2f} {r.cpu_secs:6.2f}")
+        print(
+            f"{kind:9s} {_describe(r.arch):32s} {r.seed:4d} {r.accuracy:8.4f} {r.latency_ms:7.3f} {r.wall_secs:7.2f} {r.cpu_secs:6.2f}"
+        )
     arch_acc = [r.accuracy for r in done[: args.archs]]
     seed_acc = [r.accuracy for r in done[args.archs :]]
     spread, noise = statistics.stdev(arch_acc), statistics.stdev(seed_acc)
     print(f"flags: {args.trainer_flags or 'defaults'}")
     print(f"accuracy over {args.archs} architectures: {min(arch_acc):.4f}..{max(arch_acc):.4f}, std {spread:.4f}")
     print(f"seed noise over {args.seeds} seeds of the baseline: std {noise:.4f} (mean {statistics.mean(seed_acc):.4f})")
-    print(f"spread / noise = {spread / noise:.2f} (std/std); range / noise = {(max(arch_acc) - min(arch_acc)) / noise:.2f}")
+    print(
+        f"spread / noise = {spread / noise:.2f} (std/std); range / noise = {(max(arch_acc) - min(arch_acc)) / noise:.2f}"
+    )
     cpu = [r.cpu_secs for r in done]
     wall = [r.wall_secs for r in done]
-    print(f"per full training (python start-up included): cpu mean {statistics.mean(cpu):.2f} s, max {max(cpu):.2f} s; "
-          f"wall mean {statistics.mean(wall):.2f} s, max {max(wall):.2f} s ({args.parallel} in parallel)")
+    print(
+        f"per full training (python start-up included): cpu mean {statistics.mean(cpu):.2f} s, max {max(cpu):.2f} s; "
+        f"wall mean {statistics.mean(wall):.2f} s, max {max(wall):.2f} s ({args.parallel} in parallel)"
+    )
 
 
 if __name__ == "__main__":

@@ -60,11 +60,15 @@ class DigitsMnasNet(nn.Module):
         super().__init__()
         validate(arch)
         stem, channels = stage_channels(arch, model_scale)
-        self.stem = nn.Sequential(nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
+        )
         blocks: list[nn.Module] = []
         c_in = stem
         for block in digits_arch.blocks(arch, channels, _STRIDES):
-            blocks.append(MBConv(c_in, block.c_out, kernel=block.kernel, expansion=block.expansion, stride=block.stride))
+            blocks.append(
+                MBConv(c_in, block.c_out, kernel=block.kernel, expansion=block.expansion, stride=block.stride)
+            )
             c_in = block.c_out
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Linear(c_in, NUM_CLASSES)

@@ -23,7 +23,9 @@ __all__ = ["NesterovSGD"]
 class NesterovSGD:
     """Nesterov-momentum SGD with L2 weight decay (multi-tensor ``_foreach`` ops, like torch's)."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], *, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, params: Iterable[torch.nn.Parameter], *, momentum: float = 0.9, weight_decay: float = 0.0
+    ) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), but got {momentum}")
         if weight_decay < 0:

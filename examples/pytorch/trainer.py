@@ -56,8 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--smoothing", choices=SMOOTHING_MODES, default="ema")
     a("--ema_decay", type=float, default=0.97)
     flags.add_latency_flags(parser, num_threads_help="torch threads for training")
-    a("--latency_mode", choices=("trainer", "worker"), default="trainer",
-      help="trainer: measure batch-1 CPU latency here; worker: export the model and wait for a latency worker")
+    a(
+        "--latency_mode",
+        choices=("trainer", "worker"),
+        default="trainer",
+        help="trainer: measure batch-1 CPU latency here; worker: export the model and wait for a latency worker",
+    )
     a("--latency_timeout_secs", type=float, default=600.0, help="--latency_mode=worker: how long to wait")
     a("--inject_nan_at_step", type=int, default=None, help=argparse.SUPPRESS)  # tests: make the loss NaN
     args = parser.parse_args(argv)
@@ -221,8 +225,13 @@ def _report(args: argparse.Namespace, model_dir: str, loop: ProxyTaskLoop, step:
     accuracy = max((e.accuracy for e in record.training_accuracy_over_steps), default=loop.best_accuracy)
     last = loop.last_accuracy if loop.last_accuracy is not None else record.final_accuracy
     trial.report_trial(
-        model_dir, accuracy=accuracy, last_accuracy=last, step=step, latency_ms=latency_ms,
-        target_latency_ms=args.target_latency_ms, logger=logger,
+        model_dir,
+        accuracy=accuracy,
+        last_accuracy=last,
+        step=step,
+        latency_ms=latency_ms,
+        target_latency_ms=args.target_latency_ms,
+        logger=logger,
     )
 
 

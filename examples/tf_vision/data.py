@@ -20,6 +20,7 @@ from examples.digits.data import DATA_SEED, MAX_ROTATION_DEG, MAX_SHIFT_PX, N_TE
 __all__ = ["DigitsTask", "load_digits_arrays", "make_task", "distort", "batches", "DATA_SEED"]
 __all__ += ["N_TEST", "MAX_ROTATION_DEG", "MAX_SHIFT_PX", "NOISE_STD"]
 
+
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """(images ``float32 (N, 8, 8, 1)`` in [0, 1], labels ``int32 (N,)``) of the 1797 digits."""
     images, labels = digits.load_digits()

@@ -16,7 +16,11 @@ __all__ = ["NUM_STAGES", "WIDTH_MULTIPLIERS", "DEPTHS", "KERNELS", "EXPANSIONS",
 __all__ += ["choices", "sample", "validate", "baseline"]
 
 SPACE = SearchSpace(
-    width_multipliers=(0.25, 0.5, 0.75, 1.0, 1.5), depths=(1, 2, 3), kernels=(3, 5), expansions=(1, 3, 6), baseline_expansion=3
+    width_multipliers=(0.25, 0.5, 0.75, 1.0, 1.5),
+    depths=(1, 2, 3),
+    kernels=(3, 5),
+    expansions=(1, 3, 6),
+    baseline_expansion=3,
 )
 NUM_STAGES = SPACE.num_stages
 WIDTH_MULTIPLIERS = SPACE.width_multipliers

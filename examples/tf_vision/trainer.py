@@ -102,7 +102,9 @@ def _restore(args: argparse.Namespace, model_dir: str, model: keras.Model) -> tu
         return 0, None
     where = f"{origin}/{CHECKPOINT_FILE}"
     if int(state.get("version", -1)) != CHECKPOINT_VERSION:
-        raise ptu.ConfigurationError(f"checkpoint {where} has version {state.get('version')}, expected {CHECKPOINT_VERSION}")
+        raise ptu.ConfigurationError(
+            f"checkpoint {where} has version {state.get('version')}, expected {CHECKPOINT_VERSION}"
+        )
     weights = [state[f"model_{i}"] for i in range(sum(k.startswith("model_") for k in state))]
     slots = [state[f"optimizer_{i}"] for i in range(sum(k.startswith("optimizer_") for k in state))]
     model.optimizer.build(model.trainable_variables)
@@ -197,7 +199,9 @@ def _run(args: argparse.Namespace, model_dir: str) -> int:
         logger.info("global step %d: training is already complete", step)
     elif not callback.stop_requested(step):
         data = batches(task, args.batch_size, seed=args.seed, first_step=step, nan_from_step=args.inject_nan_at_step)
-        model.fit(data, steps_per_epoch=args.train_steps - step, epochs=1, callbacks=[callback], verbose=0, shuffle=False)
+        model.fit(
+            data, steps_per_epoch=args.train_steps - step, epochs=1, callbacks=[callback], verbose=0, shuffle=False
+        )
         trained = True
         if callback.failed_with_nan:
             return 1
@@ -211,7 +215,9 @@ def _run(args: argparse.Namespace, model_dir: str) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, model_dir: str, callback: ProxyTaskCallback, step: int, latency_ms: float) -> None:
+def _report(
+    args: argparse.Namespace, model_dir: str, callback: ProxyTaskCallback, step: int, latency_ms: float
+) -> None:
     """The reward (best accuracy, as the reference) through the hypertune file, and the other metrics."""
     accuracy = callback.best_accuracy
     last = callback.cycles[-1][2] if callback.cycles else None
@@ -220,8 +226,13 @@ def _report(args: argparse.Namespace, model_dir: str, callback: ProxyTaskCallbac
         accuracy = max((e.accuracy for e in record.training_accuracy_over_steps), default=None)
         last = record.final_accuracy
     trial.report_trial(
-        model_dir, accuracy=accuracy, last_accuracy=last, step=step, latency_ms=latency_ms,
-        target_latency_ms=args.target_latency_ms, logger=logger,
+        model_dir,
+        accuracy=accuracy,
+        last_accuracy=last,
+        step=step,
+        latency_ms=latency_ms,
+        target_latency_ms=args.target_latency_ms,
+        logger=logger,
     )
 
 

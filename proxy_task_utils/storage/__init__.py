@@ -46,9 +46,7 @@ def _open_gcs(uri: str) -> Storage:
     try:
         from proxy_task_utils.storage.gcs import GCSStorage
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"{uri} needs google-cloud-storage: pip install 'proxy-task-utils[gcs]' ({exc})"
-        ) from exc
+        raise ImportError(f"{uri} needs google-cloud-storage: pip install 'proxy-task-utils[gcs]' ({exc})") from exc
     return GCSStorage.from_uri(uri)
 
 
@@ -95,4 +93,3 @@ def split_uri(uri: str) -> tuple[str, str]:
 def join_uri(root: str, *parts: str) -> str:
     """Join a storage URI and relative parts (validated like object names)."""
     return normalize_uri(root).rstrip("/") + "/" + safe_join(*parts)
-

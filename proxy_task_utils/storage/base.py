@@ -44,9 +44,7 @@ def safe_join(*parts: str) -> str:
         if "\\" in part:
             raise UnsafePathError(f"path part contains a backslash: {part!r}; use '/'")
         if part.startswith("/"):
-            raise UnsafePathError(
-                f"path part {part!r} is absolute; names inside a storage root must be relative"
-            )
+            raise UnsafePathError(f"path part {part!r} is absolute; names inside a storage root must be relative")
         for piece in part.split("/"):
             if piece in ("", "."):
                 continue
@@ -270,5 +268,3 @@ class _SubStorage(Storage):
 
     def child(self, *parts: str) -> Storage:
         return _SubStorage(self._parent, self._prefix + "/" + safe_join(*parts))
-
-

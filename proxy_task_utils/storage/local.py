@@ -166,9 +166,7 @@ class LocalStorage(Storage):
                     f"{path} does not exist (expected generation {generation})", uri=path
                 ) from None
             if current != generation:
-                raise PreconditionFailedError(
-                    f"{path} changed: generation {current}, expected {generation}", uri=path
-                )
+                raise PreconditionFailedError(f"{path} changed: generation {current}, expected {generation}", uri=path)
             return self._replace(path, data, previous=current)
 
     def delete(self, name: str) -> None:
@@ -259,5 +257,3 @@ def _fsync_dir(folder: str) -> None:
         pass
     finally:
         os.close(fd)
-
-

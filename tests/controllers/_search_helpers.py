@@ -18,8 +18,9 @@ QUALITIES = (0.40, 0.47, 0.55, 0.61, 0.68, 0.75, 0.82, 0.90)
 LATENCIES = (5.0, 9.0, 12.0, 20.0, 24.0, 30.0, 35.0, 44.0)
 
 
-def metrics_record(curve: Sequence[tuple[int, float]], total_steps: int, *, latency: float = -1.0,
-                   secs_per_step: float = 0.01) -> p.TrialTrainingMetrics:
+def metrics_record(
+    curve: Sequence[tuple[int, float]], total_steps: int, *, latency: float = -1.0, secs_per_step: float = 0.01
+) -> p.TrialTrainingMetrics:
     m = p.TrialTrainingMetrics()
     for step, acc in curve:
         m.training_accuracy_over_steps.append(
@@ -31,10 +32,16 @@ def metrics_record(curve: Sequence[tuple[int, float]], total_steps: int, *, late
     return m
 
 
-def write_reference_job(job_dir: str, qualities: Sequence[float] = QUALITIES,
-                        latencies: Sequence[float] | None = LATENCIES, *, total_steps: int = 1000,
-                        complete: Sequence[bool] | None = None, secs_per_step: float = 0.01,
-                        noise: Sequence[float] | None = None) -> str:
+def write_reference_job(
+    job_dir: str,
+    qualities: Sequence[float] = QUALITIES,
+    latencies: Sequence[float] | None = LATENCIES,
+    *,
+    total_steps: int = 1000,
+    complete: Sequence[bool] | None = None,
+    secs_per_step: float = 0.01,
+    noise: Sequence[float] | None = None,
+) -> str:
     """A finished reference job: trial k trained ``total_steps`` steps to accuracy ~ quality."""
     for k, q in enumerate(qualities, start=1):
         trial = os.path.join(job_dir, str(k))
@@ -46,10 +53,13 @@ def write_reference_job(job_dir: str, qualities: Sequence[float] = QUALITIES,
             json.dump(params, f)
         last = total_steps if complete is None or complete[k - 1] else total_steps // 2
         eps = 0.0 if noise is None else noise[k - 1]
-        curve = [(s - 1, q * (1 - 0.9 ** (s / 100)) + eps * (1 if (s // 100) % 2 else -1)) for s in range(100, last + 1, 100)]
+        curve = [
+            (s - 1, q * (1 - 0.9 ** (s / 100)) + eps * (1 if (s // 100) % 2 else -1)) for s in range(100, last + 1, 100)
+        ]
         curve[-1] = (curve[-1][0], q if last == total_steps else curve[-1][1])
-        rec = metrics_record(curve, total_steps, latency=latencies[k - 1] if latencies is not None else -1.0,
-                             secs_per_step=secs_per_step)
+        rec = metrics_record(
+            curve, total_steps, latency=latencies[k - 1] if latencies is not None else -1.0, secs_per_step=secs_per_step
+        )
         with open(os.path.join(trial, p.TRIAL_TRAINING_METRICS_FILE), "wb") as f:
             f.write(rec.to_json())
     return job_dir
@@ -58,22 +68,42 @@ def write_reference_job(job_dir: str, qualities: Sequence[float] = QUALITIES,
 def write_model_selection_dir(ms_dir: str, job_dir: str, num_trials: int) -> None:
     os.makedirs(ms_dir, exist_ok=True)
     state = {
-        "start_num_models": 30, "final_num_models": 10, "num_models_to_remove_per_iter": 5,
+        "start_num_models": 30,
+        "final_num_models": 10,
+        "num_models_to_remove_per_iter": 5,
         "iterations": [
-            {"num_trials": 30, "trials_to_retrain": ["1"], "search_job_name": "x", "search_job_link": "",
-             "latency_calculator_job_name": "", "latency_calculator_job_link": "", "desired_training_step_pct": 3.3},
-            {"num_trials": num_trials, "trials_to_retrain": [], "search_job_name": job_dir, "search_job_link": job_dir,
-             "latency_calculator_job_name": "", "latency_calculator_job_link": "", "desired_training_step_pct": 101.0},
+            {
+                "num_trials": 30,
+                "trials_to_retrain": ["1"],
+                "search_job_name": "x",
+                "search_job_link": "",
+                "latency_calculator_job_name": "",
+                "latency_calculator_job_link": "",
+                "desired_training_step_pct": 3.3,
+            },
+            {
+                "num_trials": num_trials,
+                "trials_to_retrain": [],
+                "search_job_name": job_dir,
+                "search_job_link": job_dir,
+                "latency_calculator_job_name": "",
+                "latency_calculator_job_link": "",
+                "desired_training_step_pct": 101.0,
+            },
         ],
-        "accuracy_metric_id": "accuracy", "latency_metric_id": "None",
+        "accuracy_metric_id": "accuracy",
+        "latency_metric_id": "None",
     }
     with open(os.path.join(ms_dir, "MODEL_SELECTION_STATE.json"), "w") as f:
         json.dump(state, f, indent=2)
 
 
-def write_reference_table(path: str, qualities: Sequence[float] = QUALITIES,
-                          table_latencies: Sequence[float] | None = LATENCIES,
-                          param_latencies: Sequence[float] = LATENCIES) -> str:
+def write_reference_table(
+    path: str,
+    qualities: Sequence[float] = QUALITIES,
+    table_latencies: Sequence[float] | None = LATENCIES,
+    param_latencies: Sequence[float] = LATENCIES,
+) -> str:
     """CSV table: trial ids of another system, accuracy, latency, and arch params as a JSON column."""
     lines = ["trial_id,accuracy,latency,nas_params_str"]
     for k, q in enumerate(qualities):

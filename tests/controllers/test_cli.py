@@ -103,8 +103,11 @@ def test_status_of_folders(tmp_path):
     assert res.returncode == 0 and "model selection" in res.stdout and "failed 1, succeeded 1" in res.stdout
     var = tmp_path / "var"
     var.mkdir()
-    (var / "measurement_state.json").write_text(json.dumps(
-        {"attempts": [{"attempt": 1, "job": {"name": "Find_1"}, "outcome": "workable"}], "finished_model_dirs": []}))
+    (var / "measurement_state.json").write_text(
+        json.dumps(
+            {"attempts": [{"attempt": 1, "job": {"name": "Find_1"}, "outcome": "workable"}], "finished_model_dirs": []}
+        )
+    )
     res = _run("status", str(var))
     assert res.returncode == 0 and "variance measurement" in res.stdout and "workable" in res.stdout
     res = _run("status", str(tmp_path))

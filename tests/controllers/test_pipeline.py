@@ -25,7 +25,9 @@ def _pipeline(output_dir: str) -> dict:
             "command": [sys.executable, "-m", "controllers.testing.replay_trainer"],
             "args": {"train_steps": 100, "cycle_steps": 10, "noise": 0.002},
         },
-        "search_space": {"choices": {"quality": [round(0.3 + 0.05 * i, 2) for i in range(13)], "latency_ms": [2, 5, 9, 14, 20]}},
+        "search_space": {
+            "choices": {"quality": [round(0.3 + 0.05 * i, 2) for i in range(13)], "latency_ms": [2, 5, 9, 14, 20]}
+        },
         "runner": {"max_parallel_trials": 4},
         "timeouts": {"poll_interval_secs": 0.2, "no_metrics_timeout_secs": 60, "stop_grace_secs": 20},
         "variance": {"num_copies": 3},
@@ -33,7 +35,10 @@ def _pipeline(output_dir: str) -> dict:
         "search": {
             "proxy_tasks": {
                 "configs": [
-                    {"name": "flat", "args": {"curve": "table:0.5", "noise": 0}},  # no signal: every model scores the same,
+                    {
+                        "name": "flat",
+                        "args": {"curve": "table:0.5", "noise": 0},
+                    },  # no signal: every model scores the same,
                     {"name": "short", "args": {"train_steps": 40, "cycle_steps": 5}},
                 ]
             },
@@ -98,7 +103,9 @@ def test_full_pipeline_through_the_cli(tmp_path):
     search = json.loads((out / "search" / "SEARCH_CONTROLLER_STATE.json").read_text())
     assert search["best_proxy_task_name"] == "short"
     assert search["proxy_tasks_map"]["flat"]["proxy_task_stats"]["stopping_state"] not in (
-        "Met desired correlation", "Met desired accuracy")
+        "Met desired correlation",
+        "Met desired accuracy",
+    )
     # plots and report
     assert (out / "variance" / "variance_curves.png").stat().st_size > 0
     assert list((out / "model_selection").rglob("filtered_trial_scores.png"))

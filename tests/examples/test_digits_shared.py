@@ -90,7 +90,14 @@ def test_blocks_put_the_stride_on_each_stages_first_block() -> None:
     stem, channels = arch.stage_channels(a, 1.0, base_stem=16, base_channels=(16, 24, 32))
     assert (stem, channels) == (8, [8, 12, 16])
     built = list(arch.blocks(a, channels, (2, 1, 2)))
-    assert [(b.stage, b.index, b.stride) for b in built] == [(0, 0, 2), (1, 0, 1), (1, 1, 1), (2, 0, 2), (2, 1, 1), (2, 2, 1)]
+    assert [(b.stage, b.index, b.stride) for b in built] == [
+        (0, 0, 2),
+        (1, 0, 1),
+        (1, 1, 1),
+        (2, 0, 2),
+        (2, 1, 1),
+        (2, 2, 1),
+    ]
     assert {(b.kernel, b.expansion) for b in built} == {(5, 2)}
     with pytest.raises(ValueError, match="model_scale must be in \\(0, 4\\]"):
         arch.stage_channels(a, 5.0, base_stem=16, base_channels=(16,))
@@ -146,7 +153,9 @@ def test_load_architecture_saves_it_or_names_what_is_wrong(tmp_path: Path) -> No
     assert got == baseline()
     assert json.loads((tmp_path / "nas" / "search" / "1" / p.NAS_PARAMS_STR_FILE).read_text()) == baseline()
     with pytest.raises(ptu.ConfigurationError, match="'stage2_kernel' must be one of"):
-        trial.load_architecture(_args(nas_params_str=json.dumps({**baseline(), "stage2_kernel": 7})), model_dir, validate)
+        trial.load_architecture(
+            _args(nas_params_str=json.dumps({**baseline(), "stage2_kernel": 7})), model_dir, validate
+        )
     with pytest.raises(ptu.ConfigurationError, match="pass --nas_params_str"):
         trial.load_architecture(_args(), model_dir, validate)
 

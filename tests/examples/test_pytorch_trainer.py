@@ -44,7 +44,9 @@ def trial_dir(root: Path, job: str, trial: str = "1") -> Path:
     return root / job / "nas" / "search" / trial
 
 
-def run_trainer(model_dir: Path, *flags: str, trial_id: str = "1", arch: dict | None = ARCH) -> subprocess.CompletedProcess:
+def run_trainer(
+    model_dir: Path, *flags: str, trial_id: str = "1", arch: dict | None = ARCH
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, CLOUD_ML_TRIAL_ID=trial_id, OMP_NUM_THREADS="1")
     env["CLOUD_ML_HP_METRIC_FILE"] = str(model_dir.parent / f"hypertune-{model_dir.name}.metrics")
     env.pop("AIP_MODEL_DIR", None)
@@ -250,8 +252,12 @@ def test_latency_from_a_worker(tmp_path: Path) -> None:
     from controllers.latency.worker import mark_controller_finished, start_local_workers
 
     model_dir = trial_dir(tmp_path, "job")
-    workers = start_local_workers(str(tmp_path), 1, extra_args=["--poll-secs", "0.2", "--repeats", "5", "--warmup", "1"],
-                                  env=dict(os.environ, PYTHONPATH=str(REPO)))
+    workers = start_local_workers(
+        str(tmp_path),
+        1,
+        extra_args=["--poll-secs", "0.2", "--repeats", "5", "--warmup", "1"],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     try:
         result = run_trainer(model_dir, "--latency_mode=worker", "--latency_timeout_secs=90")
     finally:

@@ -70,7 +70,10 @@ def test_import_in_a_bare_venv(tmp_path):
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize(("value", "expected"), [("true", True), ("True", True), ("TRUE ", True), ("false", False), ("1", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("True", True), ("TRUE ", True), ("false", False), ("1", False), ("", False)],
+)
 def test_str_2_bool(value, expected):
     assert ptu.str_2_bool(value) is expected
 

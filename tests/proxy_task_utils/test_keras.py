@@ -104,7 +104,9 @@ def test_training_stops_at_total_steps_mid_epoch_and_reports_that_cycle(trial: P
     x, y = _data()
     model = _model()
     callback = ProxyTaskCallback(str(trial), 5)
-    model.fit(x, y, batch_size=16, steps_per_epoch=2, epochs=10, validation_data=(x, y), callbacks=[callback], verbose=0)
+    model.fit(
+        x, y, batch_size=16, steps_per_epoch=2, epochs=10, validation_data=(x, y), callbacks=[callback], verbose=0
+    )
     assert int(model.optimizer.iterations) == 5
     assert [e.training_step for e in _metrics(trial).training_accuracy_over_steps] == [1, 3, 4]
     assert _metrics(trial).training_accuracy_over_steps[-1].training_step_pct == 100.0
@@ -116,11 +118,17 @@ def test_step_cycles_align_to_absolute_multiples_and_call_the_hook_first(trial: 
     seen: list[tuple[int, int]] = []
 
     def hook(step: int, metrics: dict[str, float]) -> None:  # the report must not exist yet
-        entries = _metrics(trial).training_accuracy_over_steps if (trial / p.TRIAL_TRAINING_METRICS_FILE).exists() else []
+        entries = (
+            _metrics(trial).training_accuracy_over_steps if (trial / p.TRIAL_TRAINING_METRICS_FILE).exists() else []
+        )
         seen.append((step, len(entries)))
 
     callback = ProxyTaskCallback(
-        str(trial), 7, eval_every_steps=3, eval_fn=lambda m: {"accuracy": 0.5, "loss": 1.0}, accuracy_key="accuracy",
+        str(trial),
+        7,
+        eval_every_steps=3,
+        eval_fn=lambda m: {"accuracy": 0.5, "loss": 1.0},
+        accuracy_key="accuracy",
         on_cycle_end=hook,
     )
     model.fit(x, y, batch_size=8, epochs=5, callbacks=[callback], verbose=0)
@@ -150,7 +158,14 @@ def test_training_time_excludes_validation(trial: Path) -> None:
 
     callback = ProxyTaskCallback(str(trial), 4, clock=clock)
     model.fit(
-        x, y, batch_size=16, steps_per_epoch=2, epochs=2, validation_data=(x, y), callbacks=[Ticks(), callback], verbose=0
+        x,
+        y,
+        batch_size=16,
+        steps_per_epoch=2,
+        epochs=2,
+        validation_data=(x, y),
+        callbacks=[Ticks(), callback],
+        verbose=0,
     )
     assert _metrics(trial).training_time.total_training_time_in_secs == pytest.approx(4.0)
 
@@ -342,8 +357,14 @@ def test_swap_ema_weights_callback_evaluates_with_the_average(trial: Path) -> No
     model = _model(ema_optimizer(keras.optimizers.SGD(0.5), 0.9))
     callback = ProxyTaskCallback(str(trial), 4)
     model.fit(
-        x, y, batch_size=16, steps_per_epoch=2, epochs=2, validation_data=(x, y),
-        callbacks=[keras.callbacks.SwapEMAWeights(), callback], verbose=0,
+        x,
+        y,
+        batch_size=16,
+        steps_per_epoch=2,
+        epochs=2,
+        validation_data=(x, y),
+        callbacks=[keras.callbacks.SwapEMAWeights(), callback],
+        verbose=0,
     )
     assert len(callback.cycles) == 2
     assert all(math.isfinite(c[2]) for c in callback.cycles)

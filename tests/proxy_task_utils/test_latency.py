@@ -62,7 +62,9 @@ def manifest_dict(**changes: object) -> dict:
 
 
 def test_manifest_round_trip() -> None:
-    m = ExportManifest("onnx", "torch", "2.13.0", ["model.onnx"], [InputSpec((1, 3, 4, 4), "float32"), InputSpec((1, 5), "int64")])
+    m = ExportManifest(
+        "onnx", "torch", "2.13.0", ["model.onnx"], [InputSpec((1, 3, 4, 4), "float32"), InputSpec((1, 5), "int64")]
+    )
     assert ExportManifest.from_json(m.to_json()) == m
 
 
@@ -175,7 +177,9 @@ def test_timeout_message_says_when_nothing_was_exported_or_a_worker_went_silent(
     with pytest.raises(LatencyTimeoutError, match="never exported.*call export_for_latency"):
         wait_for_latency(storage, timeout_secs=0)
     export_for_latency(tiny_model(), storage, torch.zeros(1, 8))
-    storage.write_if_absent(p.LATENCY_WORKER_ID_FILE, p.dump_json({"latency_worker_id": 3, "worker_instance": "h:1:ab"}))
+    storage.write_if_absent(
+        p.LATENCY_WORKER_ID_FILE, p.dump_json({"latency_worker_id": 3, "worker_instance": "h:1:ab"})
+    )
     with pytest.raises(LatencyTimeoutError, match=r"worker 3 \(h:1:ab\) claimed the model but has not answered"):
         wait_for_latency(storage, timeout_secs=0)
 

@@ -66,11 +66,26 @@ def test_empty_record_has_all_three_keys():
         (lambda o: o.pop("training_time"), "training_time"),
         (lambda o: o["training_time"].pop("total_training_steps"), "training_time.total_training_steps"),
         (lambda o: o.__setitem__("latency", "fast"), "latency"),
-        (lambda o: o["training_accuracy_over_steps"][0].__setitem__("accuracy", None), "training_accuracy_over_steps[0].accuracy"),
-        (lambda o: o["training_accuracy_over_steps"][0].__setitem__("training_step", -3), "training_accuracy_over_steps[0].training_step"),
-        (lambda o: o["training_accuracy_over_steps"][0].__setitem__("training_step", True), "training_accuracy_over_steps[0].training_step"),
-        (lambda o: o["training_accuracy_over_steps"][1].__setitem__("training_step_pct", 50.0), "training_accuracy_over_steps[1].training_step_pct"),
-        (lambda o: o["training_time"].__setitem__("total_training_time_in_secs", -1), "training_time.total_training_time_in_secs"),
+        (
+            lambda o: o["training_accuracy_over_steps"][0].__setitem__("accuracy", None),
+            "training_accuracy_over_steps[0].accuracy",
+        ),
+        (
+            lambda o: o["training_accuracy_over_steps"][0].__setitem__("training_step", -3),
+            "training_accuracy_over_steps[0].training_step",
+        ),
+        (
+            lambda o: o["training_accuracy_over_steps"][0].__setitem__("training_step", True),
+            "training_accuracy_over_steps[0].training_step",
+        ),
+        (
+            lambda o: o["training_accuracy_over_steps"][1].__setitem__("training_step_pct", 50.0),
+            "training_accuracy_over_steps[1].training_step_pct",
+        ),
+        (
+            lambda o: o["training_time"].__setitem__("total_training_time_in_secs", -1),
+            "training_time.total_training_time_in_secs",
+        ),
     ],
 )
 def test_invalid_fields_are_named(mutate, field):
@@ -100,7 +115,9 @@ def test_dump_json_refuses_nan():
         p.dump_json({"x": float("nan")})
 
 
-@pytest.mark.parametrize(("end", "total", "pct"), [(-1, 10, 0.0), (0, 4, 25.0), (2499, 2500, 100.0), (9, 3, 1000.0 / 3)])
+@pytest.mark.parametrize(
+    ("end", "total", "pct"), [(-1, 10, 0.0), (0, 4, 25.0), (2499, 2500, 100.0), (9, 3, 1000.0 / 3)]
+)
 def test_step_pct(end, total, pct):
     assert p.compute_training_step_pct(end, total) == pct
 
@@ -168,7 +185,9 @@ def test_model_latency_round_trip_keeps_extra_keys():
     ml = p.ModelLatency(3.5, "CPU", 0, {"latency_p90_in_milliseconds": 4.0})
     obj = json.loads(p.encode_model_latency(ml))
     assert list(obj)[:3] == ["latency_in_milliseconds", "device_type", "model_memory"]
-    assert p.decode_model_latency(p.encode_model_latency(ml)) == p.ModelLatency(3.5, "CPU", 0.0, {"latency_p90_in_milliseconds": 4.0})
+    assert p.decode_model_latency(p.encode_model_latency(ml)) == p.ModelLatency(
+        3.5, "CPU", 0.0, {"latency_p90_in_milliseconds": 4.0}
+    )
 
 
 @settings(max_examples=80, deadline=None)

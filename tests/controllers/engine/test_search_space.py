@@ -45,7 +45,11 @@ def test_yaml_file(tmp_path):
 
 @pytest.mark.parametrize(
     "spec, match",
-    [("nosuchmodule_xyz:f", "cannot import module"), ("random:nope", "has no function"), ("/no/file.py:f", "does not exist")],
+    [
+        ("nosuchmodule_xyz:f", "cannot import module"),
+        ("random:nope", "has no function"),
+        ("/no/file.py:f", "does not exist"),
+    ],
 )
 def test_bad_function_names_are_clear(spec, match):
     with pytest.raises(ValueError, match=match):

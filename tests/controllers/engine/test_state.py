@@ -28,7 +28,11 @@ def test_state_roundtrip_adds_schema_version(tmp_path):
 
 @pytest.mark.parametrize(
     "content, match",
-    [(b'{"a": 1', "is corrupt"), (b'{"schema_version": 99}', "schema_version 99"), (b'{"tool": "other"}', "belongs to")],
+    [
+        (b'{"a": 1', "is corrupt"),
+        (b'{"schema_version": 99}', "schema_version 99"),
+        (b'{"tool": "other"}', "belongs to"),
+    ],
 )
 def test_bad_state_file_raises_with_path(tmp_path, content, match):
     (tmp_path / "S.json").write_bytes(content)

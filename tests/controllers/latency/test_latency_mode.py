@@ -31,8 +31,14 @@ pytest.importorskip("torch")
 
 REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
 WORKER_ARGS = ["--poll-secs", "0.1", "--repeats", "10", "--warmup", "2", "--threads", "1"]
-TIMEOUTS = {"poll_interval_secs": 0.1, "no_metrics_timeout_secs": 90.0, "stop_grace_secs": 60.0,
-            "cancel_grace_secs": 1.0, "heartbeat_interval_secs": 0.5, "nan_grace_secs": 1.0}
+TIMEOUTS = {
+    "poll_interval_secs": 0.1,
+    "no_metrics_timeout_secs": 90.0,
+    "stop_grace_secs": 60.0,
+    "cancel_grace_secs": 1.0,
+    "heartbeat_interval_secs": 0.5,
+    "nan_grace_secs": 1.0,
+}
 WORKER_TRAINER_ARGS = {"latency_mode": "worker", "latency_timeout_secs": 60, "latency_poll_secs": 0.1}
 LATENCY = {"mode": "worker", "num_workers": 2, "worker_args": WORKER_ARGS, "timeout_secs": 60, "exit_timeout_secs": 30}
 
@@ -168,7 +174,9 @@ def test_model_selection_in_worker_mode_end_to_end(tmp_path):
             answers[trial] = answer.latency_in_milliseconds
     # the round's scores are the workers' answers, and the (accuracy, latency) spread used them
     job0 = it0["job_dir"]
-    assert {t: s["latency"] for t, s in it0["scores"].items()} == {t: answers[os.path.join(job0, t)] for t in it0["scores"]}
+    assert {t: s["latency"] for t, s in it0["scores"].items()} == {
+        t: answers[os.path.join(job0, t)] for t in it0["scores"]
+    }
     assert it0["latency_problems"] == {} and it0["filter"]["invalid"] == []
     again = filter_candidates([Candidate(t, s["accuracy"], s["latency"]) for t, s in it0["scores"].items()], 2,
                               min_kept=2, require_latency=True)  # fmt: skip

@@ -175,8 +175,12 @@ def test_worker_measures_its_shard_first_and_steals_after_the_delay(tmp_path) ->
         export_for_latency(*tiny_model(len(trials))[:1], trials[-1], tiny_model(0)[1])
     owners = [shard_of(t.uri, 2) for t in trials]
     clock = FakeClock()
-    worker = LatencyWorker(root, WorkerConfig(worker_id=0, num_workers=2, repeats=3, warmup=1, poll_secs=1.0,
-                                              steal_after_secs=5.0), clock=clock, sleep=clock.sleep)
+    worker = LatencyWorker(
+        root,
+        WorkerConfig(worker_id=0, num_workers=2, repeats=3, warmup=1, poll_secs=1.0, steal_after_secs=5.0),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     first = worker.poll_once()
     assert first.handled == owners.count(0) and first.waiting == owners.count(1)
     assert [t.exists(p.MODEL_LATENCY_FILE) for t in trials] == [o == 0 for o in owners]
@@ -186,7 +190,9 @@ def test_worker_measures_its_shard_first_and_steals_after_the_delay(tmp_path) ->
         ans = answer_of(trial)
         assert ans.device_type == "CPU" and ans.latency_in_milliseconds > 0 and ans.model_memory >= 0
         assert ans.extra["latency_p90_in_milliseconds"] >= ans.latency_in_milliseconds
-        assert ans.extra["num_repetitions"] == 3 and ans.extra["worker_id"] == 0 and ans.extra["format"] == "torchscript"
+        assert (
+            ans.extra["num_repetitions"] == 3 and ans.extra["worker_id"] == 0 and ans.extra["format"] == "torchscript"
+        )
         assert claim_of(trial)["latency_worker_id"] == 0
     assert read_trial_latency(trials[0], "worker") == answer_of(trials[0]).latency_in_milliseconds
 
@@ -198,7 +204,9 @@ def test_claimed_or_answered_models_are_left_alone(tmp_path) -> None:
     recorded = p.encode_model_latency(p.ModelLatency(9.0, "GPU", 1.0))
     answered.write(p.MODEL_LATENCY_FILE, recorded)
     clock = FakeClock()
-    summary = LatencyWorker(root, WorkerConfig(poll_secs=1.0, exit_when_idle_secs=3.0), clock=clock, sleep=clock.sleep).run()
+    summary = LatencyWorker(
+        root, WorkerConfig(poll_secs=1.0, exit_when_idle_secs=3.0), clock=clock, sleep=clock.sleep
+    ).run()
     assert summary.measured == [] and summary.exit_reason == "idle for 3 s"
     assert not claimed.exists(p.MODEL_LATENCY_FILE) and claim_of(claimed)["latency_worker_id"] == 7
     assert answered.read(p.MODEL_LATENCY_FILE)[0] == recorded and not answered.exists(p.LATENCY_WORKER_ID_FILE)
@@ -209,7 +217,9 @@ def test_a_model_that_does_not_load_gets_an_error_file_and_the_trainer_fails_at_
     (trial,) = export_trials(root, 1)
     trial.write("saved_model/model.pt", b"not a torchscript archive")
     clock = FakeClock()
-    summary = LatencyWorker(root, WorkerConfig(poll_secs=1.0, exit_when_idle_secs=0), clock=clock, sleep=clock.sleep).run()
+    summary = LatencyWorker(
+        root, WorkerConfig(poll_secs=1.0, exit_when_idle_secs=0), clock=clock, sleep=clock.sleep
+    ).run()
     assert summary.errors == [trial.uri] and summary.measured == []
     assert not trial.exists(p.MODEL_LATENCY_FILE)
     record = json.loads(trial.read(LATENCY_ERROR_FILE)[0])
@@ -325,7 +335,17 @@ def test_gcs_trial_folders_through_a_worker_process(fake_gcs) -> None:
     root = open_storage(fake_gcs.uri + "/ctl")
     (trial,) = export_trials(root, 1, example_model)
     assert trial.uri.startswith("gs://")
-    args = [sys.executable, "-m", "controllers.cli", "latency-worker", "--watch", root.uri, *FAST, "--exit-when-idle-secs", "0.5"]
+    args = [
+        sys.executable,
+        "-m",
+        "controllers.cli",
+        "latency-worker",
+        "--watch",
+        root.uri,
+        *FAST,
+        "--exit-when-idle-secs",
+        "0.5",
+    ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60, env=os.environ.copy())
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["measured"] == [trial.uri]

@@ -108,8 +108,12 @@ def test_replay_trials_succeed_with_env_metrics_and_logs(ray_address, tmp_path):
     assert [a.training_step for a in metrics.training_accuracy_over_steps] == [9, 19, 29]
     assert (r7.status, r7.exit_code) == (TrialStatus.SUCCEEDED, 0)
     env = json.loads(out.read_text())
-    assert env == {"CLOUD_ML_TRIAL_ID": "7", "AIP_MODEL_DIR": probe.model_dir_uri, "OMP_NUM_THREADS": "1",
-                   "EXTRA_VAR": "a b=c 'quoted'"}
+    assert env == {
+        "CLOUD_ML_TRIAL_ID": "7",
+        "AIP_MODEL_DIR": probe.model_dir_uri,
+        "OMP_NUM_THREADS": "1",
+        "EXTRA_VAR": "a b=c 'quoted'",
+    }
     assert "hi there" in open(probe.log_path).read()  # the job's log was copied to the trial's log file
     assert "hi there" in r7.log_tail
 
@@ -162,7 +166,11 @@ def test_reattach_and_recover_after_controller_restart(ray_address, tmp_path):
     assert second.recover(_spec(tmp_path, spec.argv, "4", token="never-launched")) is None
     # a second launch of the same token never starts a second job
     assert second.launch(spec).external_id == handle.external_id
-    token_jobs = [j for j in second._client().list_jobs() if (j.metadata or {}).get("proxy_task_launch_token") == spec.launch_token]
+    token_jobs = [
+        j
+        for j in second._client().list_jobs()
+        if (j.metadata or {}).get("proxy_task_launch_token") == spec.launch_token
+    ]
     assert len(token_jobs) == 1
 
     result = _wait_final(second, again)
@@ -241,9 +249,17 @@ def test_model_selection_end_to_end_on_ray(ray_address, tmp_path):
     from controllers.selection.controller import run_model_selection
 
     ctl = tmp_path / "ctl"
-    data = _data(ctl, REPLAY, max_failure_ratio=0.5, timeouts=E2E_TIMEOUTS, start_num_models=5, final_num_models=3,
-                 num_models_to_remove_per_iter=2, runner={"max_parallel_trials": 5},
-                 trainer={"args": {"train_steps": 60, "cycle_steps": 6, "failure_plan": "2:crash"}})
+    data = _data(
+        ctl,
+        REPLAY,
+        max_failure_ratio=0.5,
+        timeouts=E2E_TIMEOUTS,
+        start_num_models=5,
+        final_num_models=3,
+        num_models_to_remove_per_iter=2,
+        runner={"max_parallel_trials": 5},
+        trainer={"args": {"train_steps": 60, "cycle_steps": 6, "failure_plan": "2:crash"}},
+    )
     data["trainer"]["command"] = REPLAY
     cfg = parse_config(data, ModelSelectionConfig)
     result = run_model_selection(cfg, runner=_e2e_runner(ray_address, cfg.runner.effective_max_parallel()))
@@ -274,9 +290,13 @@ def test_proxy_search_end_to_end_on_ray(ray_address, tmp_path):
 
     ref_job = tmp_path / "reference" / "nas" / "search"
     write_reference_job(str(ref_job), QUALITIES[::2] + QUALITIES[-1:], LATENCIES[::2] + LATENCIES[-1:])
-    cfg = _config(tmp_path, [("good", {**GOOD, "sleep_per_cycle": 0.05})], timeouts={
-        **E2E_TIMEOUTS, "stop_grace_secs": 30, "cancel_grace_secs": 1, "heartbeat_interval_secs": 1.0},
-        training_time_hrs_limit=60 / 3600, runner={"max_parallel_trials": 5})
+    cfg = _config(
+        tmp_path,
+        [("good", {**GOOD, "sleep_per_cycle": 0.05})],
+        timeouts={**E2E_TIMEOUTS, "stop_grace_secs": 30, "cancel_grace_secs": 1, "heartbeat_interval_secs": 1.0},
+        training_time_hrs_limit=60 / 3600,
+        runner={"max_parallel_trials": 5},
+    )
     state = SearchController(cfg, runner=_e2e_runner(ray_address, 5)).run()
 
     entry = state.proxy_tasks_map["good"]

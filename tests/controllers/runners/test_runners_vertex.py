@@ -151,8 +151,14 @@ def _spec(tmp_path, trial_id="3", token=None) -> TrialSpec:
         trial_id=trial_id,
         job_dir_uri=job_dir,
         model_dir_uri=f"{job_dir}/{trial_id}",
-        argv=[sys.executable, "-m", "examples.pytorch.trainer", f"--job-dir={job_dir}/{trial_id}",
-              '--nas_params_str={"a": 1, "b": "x=y"}', "--lr=0.1"],
+        argv=[
+            sys.executable,
+            "-m",
+            "examples.pytorch.trainer",
+            f"--job-dir={job_dir}/{trial_id}",
+            '--nas_params_str={"a": 1, "b": "x=y"}',
+            "--lr=0.1",
+        ],
         env={"EXTRA": "1"},
         log_path=str(tmp_path / "logs" / trial_id / "trainer.log"),
         launch_token=token or uuid.uuid4().hex,
@@ -160,8 +166,14 @@ def _spec(tmp_path, trial_id="3", token=None) -> TrialSpec:
 
 
 def test_create_request_shape(fake, tmp_path):
-    runner = _runner(fake, machine_type="n1-highmem-8", accelerator_type="NVIDIA_TESLA_T4", accelerator_count=2,
-                     service_account="sa@my-proj.iam.gserviceaccount.com", labels={"team": "nas"})
+    runner = _runner(
+        fake,
+        machine_type="n1-highmem-8",
+        accelerator_type="NVIDIA_TESLA_T4",
+        accelerator_count=2,
+        service_account="sa@my-proj.iam.gserviceaccount.com",
+        labels={"team": "nas"},
+    )
     spec = _spec(tmp_path)
     handle = runner.launch(spec)
 

@@ -30,7 +30,9 @@ def _ranking_curves():
     for k, q in enumerate(QUALITIES):
         early = QUALITIES[PERMUTED[k]] * 0.3
         mid = QUALITIES[k ^ 1] * 0.6
-        curves.append([(99, early), (199, early + 0.01), (299, mid)] + [(s, q * s / 999) for s in range(399, 1000, 100)])
+        curves.append(
+            [(99, early), (199, early + 0.01), (299, mid)] + [(s, q * s / 999) for s in range(399, 1000, 100)]
+        )
     return curves
 
 
@@ -63,8 +65,9 @@ def test_analyze_model_selection_folder(tmp_path, capsys):
 def test_analyze_search_folder_recomputes_each_proxy(tmp_path):
     proxy_job = str(tmp_path / "search" / "ProxyTask_x_p1" / "nas" / "search")
     _write_job(proxy_job, [[(9, q * 0.1), (19, QUALITIES[PERMUTED[k]])] for k, q in enumerate(QUALITIES)], total=20)
-    st = SearchState(reference={"job_dir": "/ref", "trial_ids": [str(k) for k in range(1, 9)],
-                                "accuracies": list(QUALITIES)})
+    st = SearchState(
+        reference={"job_dir": "/ref", "trial_ids": [str(k) for k in range(1, 9)], "accuracies": list(QUALITIES)}
+    )
     st.proxy_tasks_map["p1"] = ProxyTaskEntry("p1", status=DONE, search_job_link=proxy_job)
     st.proxy_tasks_map["never_launched"] = ProxyTaskEntry("never_launched", order_index=1)
     (tmp_path / "search" / "SEARCH_CONTROLLER_STATE.json").write_text(json.dumps(st.to_dict()))

@@ -14,18 +14,38 @@ from controllers.stats import EXCEEDED_BEST_TRAIN_TIME, MET_DESIRED_ACCURACY_COR
 
 
 def _corr(coef, n=8, lo=None, hi=None):
-    return {"method": "spearman", "coefficient": coef, "n": n, "n_total": 8, "p_value": 0.001 if coef else None,
-            "ci_low": lo, "ci_high": hi, "valid": coef is not None, "reason": ""}
+    return {
+        "method": "spearman",
+        "coefficient": coef,
+        "n": n,
+        "n_total": 8,
+        "p_value": 0.001 if coef else None,
+        "ci_low": lo,
+        "ci_high": hi,
+        "valid": coef is not None,
+        "reason": "",
+    }
 
 
 def _state() -> SearchState:
-    st = SearchState(correlation_method="spearman", stop_rule="lower_bound",
-                     targets={"desired_accuracy_correlation": 0.8, "training_time_hrs_limit": 2.0},
-                     reference={"source": "job dir /ref", "accuracies": [0.4, 0.5, 0.6, None], "hours": [10.0, 12.0, 14.0, None]},
-                     warnings=["target spearman 0.800 is likely out of reach: ..."],
-                     settings={"train_steps_arg": "train_steps", "decay_steps_arg": "decay_steps"}, finished=True)
-    a = ProxyTaskEntry("data25", status=DONE, order_index=0, args={"lr": 0.1, "train_data_pct": 25, "train_steps": 9999},
-                       cost_trial_hours=3.5, best_correlation=0.86, stop_reason="correlation CI lower bound 0.81 >= desired 0.8 at step 1249")
+    st = SearchState(
+        correlation_method="spearman",
+        stop_rule="lower_bound",
+        targets={"desired_accuracy_correlation": 0.8, "training_time_hrs_limit": 2.0},
+        reference={"source": "job dir /ref", "accuracies": [0.4, 0.5, 0.6, None], "hours": [10.0, 12.0, 14.0, None]},
+        warnings=["target spearman 0.800 is likely out of reach: ..."],
+        settings={"train_steps_arg": "train_steps", "decay_steps_arg": "decay_steps"},
+        finished=True,
+    )
+    a = ProxyTaskEntry(
+        "data25",
+        status=DONE,
+        order_index=0,
+        args={"lr": 0.1, "train_data_pct": 25, "train_steps": 9999},
+        cost_trial_hours=3.5,
+        best_correlation=0.86,
+        stop_reason="correlation CI lower bound 0.81 >= desired 0.8 at step 1249",
+    )
     s = a.proxy_task_stats
     s.training_steps = [624, 1249]
     s.accuracy_correlation_over_step = [0.5, 0.86]
@@ -33,11 +53,20 @@ def _state() -> SearchState:
     s.final_training_time_in_hours = 1.2
     s.final_training_steps = 1100
     a.crossing = {"step": 1100.4, "step_int": 1100, "hours": 1.2, "index": 1, "interpolated": True}
-    a.correlation_over_step = {"spearman": [_corr(0.5), _corr(0.86, lo=0.81, hi=0.95)],
-                               "kendall": [_corr(0.4), _corr(0.7)]}
-    b = ProxyTaskEntry("data50", status=DONE, order_index=1, args={"lr": 0.1, "train_data_pct": 50},
-                       cost_trial_hours=2.0, num_failed_trials=1, stop_reason="median training time 1.3 h >= best 1.2 h",
-                       failures={"3": {"kind": "oom", "message": "exit 1", "advice": "use a smaller batch size"}})
+    a.correlation_over_step = {
+        "spearman": [_corr(0.5), _corr(0.86, lo=0.81, hi=0.95)],
+        "kendall": [_corr(0.4), _corr(0.7)],
+    }
+    b = ProxyTaskEntry(
+        "data50",
+        status=DONE,
+        order_index=1,
+        args={"lr": 0.1, "train_data_pct": 50},
+        cost_trial_hours=2.0,
+        num_failed_trials=1,
+        stop_reason="median training time 1.3 h >= best 1.2 h",
+        failures={"3": {"kind": "oom", "message": "exit 1", "advice": "use a smaller batch size"}},
+    )
     b.proxy_task_stats.stopping_state = EXCEEDED_BEST_TRAIN_TIME
     c = ProxyTaskEntry("tiny", status=DONE, order_index=2, cost_trial_hours=0.5, stop_reason="no stopping rule met")
     c.proxy_task_stats.stopping_state = RAN_TILL_COMPLETION

@@ -28,7 +28,10 @@ def _data(**overrides):
 def test_defaults_follow_the_reference_cli():
     cfg = parse_config(_data(), SearchConfig)
     assert (cfg.desired_accuracy_correlation, cfg.training_time_hrs_limit, cfg.desired_latency_correlation) == (
-        0.65, 3.0, 0.65)
+        0.65,
+        3.0,
+        0.65,
+    )
     assert cfg.correlation == "spearman" and cfg.stop_rule == "point" and cfg.early_stop_proxy_task_if_not_best
     assert (cfg.train_steps_arg, cfg.decay_steps_arg) == ("train_steps", "decay_steps")
 
@@ -63,8 +66,9 @@ def test_grid_and_list_configs_merge_base_args_and_refuse_retrain_flags():
     assert configs[0].args == {"lr": 0.1, "train_steps": 1000, "train_data_pct": 25}
     listed = parse_config(_data(proxy_tasks={"configs": [{"name": "a", "args": {"train_steps": 10}}]}), SearchConfig)
     assert load_proxy_configs(listed)[0].args == {"lr": 0.1, "train_steps": 10}
-    bad = parse_config(_data(proxy_tasks={"configs": [{"name": "a", "args": {"retrain_search_job_dir": "/x"}}]}),
-                       SearchConfig)
+    bad = parse_config(
+        _data(proxy_tasks={"configs": [{"name": "a", "args": {"retrain_search_job_dir": "/x"}}]}), SearchConfig
+    )
     with pytest.raises(ConfigurationError, match="sets these itself"):
         load_proxy_configs(bad)
 

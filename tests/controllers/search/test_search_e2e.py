@@ -43,8 +43,13 @@ def _config(tmp_path, proxies, **overrides) -> SearchConfig:
         "job_name": "t",
         "trainer": {"command": REPLAY, "args": {"cycle_steps": 10}},
         "runner": {"max_parallel_trials": 8},
-        "timeouts": {"poll_interval_secs": 0.2, "no_metrics_timeout_secs": 30, "stop_grace_secs": 15,
-                     "cancel_grace_secs": 1, "heartbeat_interval_secs": 1.0},
+        "timeouts": {
+            "poll_interval_secs": 0.2,
+            "no_metrics_timeout_secs": 30,
+            "stop_grace_secs": 15,
+            "cancel_grace_secs": 1,
+            "heartbeat_interval_secs": 1.0,
+        },
         "reference": {"job_dir": str(ref_job)},
         "proxy_tasks": {"configs": [{"name": n, "args": a} for n, a in proxies]},
         "desired_accuracy_correlation": 0.9,
@@ -131,9 +136,18 @@ def test_picks_cheapest_true_proxy_rejects_noisy_and_stop_now_stops(tmp_path):
 def _variance_dir(tmp_path, seed_std: float) -> str:
     folder = tmp_path / "variance"
     folder.mkdir(exist_ok=True)
-    (folder / "variance_and_smoothness.json").write_text(json.dumps(
-        {"variance_value": seed_std / 0.6, "variance_info": "", "smoothness_value": 0.0, "smoothness_info": "",
-         "seed_std": seed_std, "mean_final_accuracy": 0.6}))
+    (folder / "variance_and_smoothness.json").write_text(
+        json.dumps(
+            {
+                "variance_value": seed_std / 0.6,
+                "variance_info": "",
+                "smoothness_value": 0.0,
+                "smoothness_info": "",
+                "seed_std": seed_std,
+                "mean_final_accuracy": 0.6,
+            }
+        )
+    )
     return str(folder)
 
 
@@ -152,14 +166,19 @@ def test_time_limit_rule_fires_then_a_grown_config_list_resumes(tmp_path):
     assert entry.ceiling_fraction is not None and entry.ceiling_fraction < 0.9  # random ranking: far below
     # the config list grows: the finished proxy is kept as recorded, only the new one runs
     launched_before = [t["launches"] for t in entry.job["trials"]]
-    grown = _config(tmp_path, [limited, ("good", {**GOOD, "sleep_per_cycle": 0.02})],
-                    training_time_hrs_limit=0.6 / 3600, noise=noise)
+    grown = _config(
+        tmp_path,
+        [limited, ("good", {**GOOD, "sleep_per_cycle": 0.02})],
+        training_time_hrs_limit=0.6 / 3600,
+        noise=noise,
+    )
     state2 = SearchController(grown, resume=True).run()
     assert [t["launches"] for t in state2.proxy_tasks_map["noisy_long"].job["trials"]] == launched_before
     assert state2.proxy_tasks_map["noisy_long"].decision_log == entry.decision_log
     assert state2.best_proxy_task_name == "good"
     assert state2.proxy_tasks_map["good"].ceiling_fraction == pytest.approx(
-        1.0 / state2.noise_ceiling["ceiling"]["median"])
+        1.0 / state2.noise_ceiling["ceiling"]["median"]
+    )
 
 
 def test_out_of_reach_target_warns_and_can_abort_before_launching(tmp_path):
@@ -185,8 +204,7 @@ def test_too_many_failed_trials_fail_the_proxy_not_the_controller(tmp_path):
 
 def test_latency_failure_with_a_reference_table(tmp_path):
     table = write_reference_table(str(tmp_path / "ref.csv"), table_latencies=list(reversed(LATENCIES)))
-    cfg = _config(tmp_path, [("good", {**GOOD, "sleep_per_cycle": 0.02})],
-                  reference={"table": table}, plots=True)
+    cfg = _config(tmp_path, [("good", {**GOOD, "sleep_per_cycle": 0.02})], reference={"table": table}, plots=True)
     state = SearchController(cfg).run()
     entry = state.proxy_tasks_map["good"]
     s = entry.proxy_task_stats
@@ -200,14 +218,16 @@ def test_latency_failure_with_a_reference_table(tmp_path):
         assert json.load(f)["quality"] == QUALITIES[3]
     # plots: one file per kind (not one per step), named as the reference does
     pngs = sorted(f for f in os.listdir(tmp_path / "search") if f.endswith(".png"))
-    assert pngs == sorted([
-        "proxy_task_good_accuracy_correlation_vs_training_steps.png",
-        "proxy_task_good_accuracy_correlation_vs_training_time.png",
-        "proxy_task_good_accuracy_vs_training_steps.png",
-        "proxy_task_good_accuracy_vs_training_time.png",
-        "proxy_task_good_accuracy_correlation_at_decision.png",
-        "proxy_task_good_latency_correlation.png",
-    ])
+    assert pngs == sorted(
+        [
+            "proxy_task_good_accuracy_correlation_vs_training_steps.png",
+            "proxy_task_good_accuracy_correlation_vs_training_time.png",
+            "proxy_task_good_accuracy_vs_training_steps.png",
+            "proxy_task_good_accuracy_vs_training_time.png",
+            "proxy_task_good_accuracy_correlation_at_decision.png",
+            "proxy_task_good_latency_correlation.png",
+        ]
+    )
 
 
 @pytest.mark.parametrize("crash_at", ["search_after_poll:3", "search_after_decision:1"])
@@ -215,8 +235,13 @@ def test_resume_after_sigkill_mid_proxy(tmp_path, crash_at):
     """Killed mid-proxy (before any decision, or after saving a decision but before posting it)."""
     import yaml
 
-    cfg = _config(tmp_path, [("good_slow", {**GOOD, "train_steps": 6000, "sleep_per_cycle": 0.1}),
-                             ("good_fast", {**GOOD, "sleep_per_cycle": 0.03})])
+    cfg = _config(
+        tmp_path,
+        [
+            ("good_slow", {**GOOD, "train_steps": 6000, "sleep_per_cycle": 0.1}),
+            ("good_fast", {**GOOD, "sleep_per_cycle": 0.03}),
+        ],
+    )
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     env = {**os.environ, "PROXY_TASK_TEST_CRASH_AT": crash_at}

@@ -54,13 +54,22 @@ def test_grid_is_a_product_first_dimension_outermost():
     configs = grid_configs(
         [
             {"name": "data", "arg": "train_data_pct", "values": [25, 50]},
-            {"name": "scale", "values": [{"label": "s", "args": {"width": 0.5, "depth": 2}},
-                                         {"label": "l", "args": {"width": 1.0, "depth": 4}}]},
+            {
+                "name": "scale",
+                "values": [
+                    {"label": "s", "args": {"width": 0.5, "depth": 2}},
+                    {"label": "l", "args": {"width": 1.0, "depth": 4}},
+                ],
+            },
         ],
         {"lr": 0.1, "width": 9},
     )
-    assert [c.name for c in configs] == ["proxy_data25_scales", "proxy_data25_scalel", "proxy_data50_scales",
-                                         "proxy_data50_scalel"]
+    assert [c.name for c in configs] == [
+        "proxy_data25_scales",
+        "proxy_data25_scalel",
+        "proxy_data50_scales",
+        "proxy_data50_scalel",
+    ]
     assert configs[1].args == {"lr": 0.1, "width": 1.0, "train_data_pct": 25, "depth": 4}
 
 
@@ -82,8 +91,7 @@ def test_config_names_must_be_unique_and_file_safe():
 
 
 def test_reference_from_job_dir_reads_final_scores_and_rejects_incomplete(tmp_path):
-    job = write_reference_job(str(tmp_path / "ref" / "nas" / "search"),
-                              complete=[True] * 7 + [False])
+    job = write_reference_job(str(tmp_path / "ref" / "nas" / "search"), complete=[True] * 7 + [False])
     ref = reference_from_job_dir(job)
     assert ref.trial_ids == [str(k) for k in range(1, 9)]
     assert ref.accuracies[:7] == list(QUALITIES[:7])
@@ -203,8 +211,15 @@ def test_stats_cache_reuses_unchanged_steps():
 
 
 def _targets(**kw):
-    base = dict(desired_correlation=0.9, desired_accuracy=None, training_time_hrs_limit=None,
-                desired_latency_correlation=None, early_stop_if_not_best=True, stop_rule="point", method="spearman")
+    base = dict(
+        desired_correlation=0.9,
+        desired_accuracy=None,
+        training_time_hrs_limit=None,
+        desired_latency_correlation=None,
+        early_stop_if_not_best=True,
+        stop_rule="point",
+        method="spearman",
+    )
     base.update(kw)
     return ev.Targets(**base)
 
@@ -255,8 +270,10 @@ def test_crossing_after_invalid_step_is_not_interpolated():
 
     stats.training_steps += [19, 29]
     for m in ("spearman", "kendall"):
-        stats.correlations[m] += [rank_correlation([None] * 8, ref, method=m),
-                                  rank_correlation(ref, ref, method=m, n_bootstrap=0)]
+        stats.correlations[m] += [
+            rank_correlation([None] * 8, ref, method=m),
+            rank_correlation(ref, ref, method=m, n_bootstrap=0),
+        ]
     stats.median_accuracy += [None, 0.45]
     stats.median_hours += [None, 0.3]
     stats.settled += [True, True]
@@ -314,7 +331,9 @@ def test_ceiling_warns_when_seed_noise_swamps_the_spread():
 
 def test_seed_noise_prefers_seed_std_then_cv_times_mean():
     assert seed_noise_from_result({"seed_std": 0.02, "variance_value": 9}, path="v").seed_std == 0.02
-    assert seed_noise_from_result({"variance_value": 0.1, "mean_accuracy": 0.5}, path="v").seed_std == pytest.approx(0.05)
+    assert seed_noise_from_result({"variance_value": 0.1, "mean_accuracy": 0.5}, path="v").seed_std == pytest.approx(
+        0.05
+    )
     fallback = seed_noise_from_result({"variance_value": 0.1}, path="v", reference_mean=0.6)
     assert fallback.seed_std == pytest.approx(0.06) and "mean reference accuracy" in fallback.source
     with pytest.raises(ConfigurationError, match="neither 'seed_std'"):
@@ -333,24 +352,50 @@ def test_state_keeps_reference_layout_with_null_not_sentinels():
     d = st.to_dict()
     assert list(d)[:2] == ["proxy_tasks_map", "best_proxy_task_name"]
     entry = d["proxy_tasks_map"]["p1"]
-    assert list(entry)[:6] == ["proxy_task_stats", "proxy_task_name", "search_job_name", "search_job_link",
-                               "latency_calculator_job_name", "latency_calculator_job_link"]
+    assert list(entry)[:6] == [
+        "proxy_task_stats",
+        "proxy_task_name",
+        "search_job_name",
+        "search_job_link",
+        "latency_calculator_job_name",
+        "latency_calculator_job_link",
+    ]
     assert list(entry["proxy_task_stats"]) == [
-        "training_steps", "accuracy_correlation_over_step", "accuracy_correlation_p_value_over_step",
-        "median_accuracy_over_step", "median_training_time_hrs_over_step", "latency_correlation",
-        "latency_correlation_p_value", "stopping_state", "posted_stop_trials_message",
-        "final_training_time_in_hours", "final_training_steps"]
+        "training_steps",
+        "accuracy_correlation_over_step",
+        "accuracy_correlation_p_value_over_step",
+        "median_accuracy_over_step",
+        "median_training_time_hrs_over_step",
+        "latency_correlation",
+        "latency_correlation_p_value",
+        "stopping_state",
+        "posted_stop_trials_message",
+        "final_training_time_in_hours",
+        "final_training_steps",
+    ]
     text = json.dumps(d, allow_nan=False)
     again = SearchState.from_dict(json.loads(text))
     assert again.to_dict() == d
 
 
 def test_state_reads_a_reference_file_and_refuses_newer_schema():
-    ref_file = {"proxy_tasks_map": {"a": {"proxy_task_stats": {"training_steps": [1], "stopping_state": "Met desired correlation",
-                                                                "final_training_time_in_hours": 0.3}, "proxy_task_name": "a",
-                                         "search_job_name": "j", "search_job_link": "l",
-                                         "latency_calculator_job_name": "", "latency_calculator_job_link": ""}},
-                "best_proxy_task_name": "a"}
+    ref_file = {
+        "proxy_tasks_map": {
+            "a": {
+                "proxy_task_stats": {
+                    "training_steps": [1],
+                    "stopping_state": "Met desired correlation",
+                    "final_training_time_in_hours": 0.3,
+                },
+                "proxy_task_name": "a",
+                "search_job_name": "j",
+                "search_job_link": "l",
+                "latency_calculator_job_name": "",
+                "latency_calculator_job_link": "",
+            }
+        },
+        "best_proxy_task_name": "a",
+    }
     st = SearchState.from_dict(ref_file)
     assert st.proxy_tasks_map["a"].status == "done" and st.proxy_tasks_map["a"].succeeded
     with pytest.raises(ConfigurationError, match="newer"):

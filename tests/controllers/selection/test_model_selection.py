@@ -39,7 +39,9 @@ def _data(ctl, replay_command, **over):
         "job_name": "ms",
         "seed": 3,
         "trainer": {"command": replay_command, "args": {"train_steps": 60, "cycle_steps": 6, "noise": 0.01}},
-        "search_space": {"choices": {"quality": [round(0.3 + 0.05 * i, 2) for i in range(12)], "latency_ms": [5, 10, 20]}},
+        "search_space": {
+            "choices": {"quality": [round(0.3 + 0.05 * i, 2) for i in range(12)], "latency_ms": [5, 10, 20]}
+        },
         "runner": {"max_parallel_trials": 4},
         "timeouts": FAST_TIMEOUTS,
         "start_num_models": 8,
@@ -59,9 +61,11 @@ def _state(ctl):
 
 
 def _selection(state):
-    return [it["trials_to_retrain"] for it in state["iterations"]], state["reference_trials"], [
-        it["source_trials"] for it in state["iterations"]
-    ]
+    return (
+        [it["trials_to_retrain"] for it in state["iterations"]],
+        state["reference_trials"],
+        [it["source_trials"] for it in state["iterations"]],
+    )
 
 
 def _start_lines(ctl):
@@ -106,7 +110,9 @@ def test_complete_run_follows_the_reference_layout(baseline):
     assert json.loads((final / "nas_params_str.json").read_text()) == state["architectures"][src0]
     entries = json.loads((final / "TRIAL_TRAINING_METRICS.json").read_text())["training_accuracy_over_steps"]
     assert [e["training_step_pct"] for e in entries] == [10.0 * i for i in range(1, 11)]
-    first = json.loads((ctl / "Model_Selection_ms_iter_0/nas/search" / src0 / "TRIAL_TRAINING_METRICS.json").read_text())
+    first = json.loads(
+        (ctl / "Model_Selection_ms_iter_0/nas/search" / src0 / "TRIAL_TRAINING_METRICS.json").read_text()
+    )
     assert entries[:2] == first["training_accuracy_over_steps"]  # round-0 history (stopped at 20 % >= 12.5 %)
     assert all(n == 1 for n in _start_lines(ctl).values()) and len(_start_lines(ctl)) == 18
 
@@ -142,7 +148,9 @@ def _cli(config_path, *, resume=False, crash_at=None, wait=True):
     env.pop(CRASH_ENV, None)
     if crash_at:
         env[CRASH_ENV] = crash_at
-    argv = [sys.executable, "-m", "controllers.cli", "select-models", str(config_path)] + (["--resume"] if resume else [])
+    argv = [sys.executable, "-m", "controllers.cli", "select-models", str(config_path)] + (
+        ["--resume"] if resume else []
+    )
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if wait:
         out, _ = proc.communicate(timeout=120)

@@ -60,9 +60,7 @@ def test_complete_run_writes_reference_files(tmp_path, replay_command):
     # reference meaning: the workable model's job dir (trial 1 inside), copies job name, finished trial dirs
     assert state["workable_model_dir"].endswith("Find_workable_model_1_t/nas/search")
     assert state["training_job_name"] == "Variance_copies_t"
-    assert state["finished_model_dirs"] == [
-        str(ctl / "Variance_copies_t/nas/search" / t) for t in ("1", "2", "3", "4")
-    ]
+    assert state["finished_model_dirs"] == [str(ctl / "Variance_copies_t/nas/search" / t) for t in ("1", "2", "3", "4")]
     for t in ("1", "2", "3", "4"):  # every copy re-built the workable architecture
         assert _read(ctl / "Variance_copies_t/nas/search" / t / "nas_params_str.json") == state["workable_architecture"]
     assert (ctl / "variance_curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -129,7 +129,6 @@ def test_compare_and_swap_race_loses_no_update(storage: Storage) -> None:
     assert json.loads(data) == {"n": 10 * THREADS}
 
 
-
 def test_write_not_durable_is_still_atomic_and_seen_at_once(storage: Storage) -> None:
     gen1 = storage.write("t/controller_alive_timestamp.json", b'{"timestamp": 1.0}', durable=False)
     assert storage.read("t/controller_alive_timestamp.json") == (b'{"timestamp": 1.0}', gen1)
@@ -162,6 +161,7 @@ def test_generations(storage: Storage) -> None:
     with pytest.raises(UnsafePathError):
         storage.generations(["1/../../escape"])
 
+
 # -- list / delete / child ------------------------------------------------------------
 
 
@@ -188,7 +188,11 @@ def test_list_with_glob(storage: Storage) -> None:
     storage.write("trial/1/ckpt/m.json", b"deeper")
     storage.write("trial/3/s.json", b"s")
     assert [o.name for o in storage.list(glob="trial/*/m.json")] == ["trial/1/m.json", "trial/2/m.json"]
-    assert [o.name for o in storage.list(glob="*/*/{m,s}.json")] == ["trial/1/m.json", "trial/2/m.json", "trial/3/s.json"]
+    assert [o.name for o in storage.list(glob="*/*/{m,s}.json")] == [
+        "trial/1/m.json",
+        "trial/2/m.json",
+        "trial/3/s.json",
+    ]
     assert [o.name for o in storage.list(glob="t?/a")] == ["tz/a"]
     assert [o.name for o in storage.list(glob="*")] == ["top.json"]  # '*' stays within one level
     assert [o.name for o in storage.list("trial/2", glob="*/*/m.json")] == ["trial/2/m.json"]
