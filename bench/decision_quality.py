@@ -157,7 +157,7 @@ def simulate_search(rng: np.random.Generator, n: int, method: str) -> tuple[list
         # a proxy whose ranks are disturbed for a while mid-way (a learning-rate bump, say): its true
         # correlation may cross the target, dip below it, and cross again later for good
         centre = rng.uniform(0.55, 0.85)
-        bump = np.exp(-(((np.arange(1, evals + 1) / evals) - centre) / 0.08) ** 2)
+        bump = np.exp(-((((np.arange(1, evals + 1) / evals) - centre) / 0.08) ** 2))
         mu += drift * rng.standard_normal((n, 1)) * bump[None, :]
         offset = 0.6 * run_std * rng.standard_normal((n, 1))
         traj = np.zeros((n, evals))

@@ -91,7 +91,10 @@ def record_time_anchors(anchors: TimeAnchors, metrics: Sequence[protocol.TrialTr
     for k, m in enumerate(metrics):
         if m is None or not m.training_accuracy_over_steps:
             continue
-        point = [float(m.training_accuracy_over_steps[-1].training_step), float(m.training_time.total_training_time_in_secs)]
+        point = [
+            float(m.training_accuracy_over_steps[-1].training_step),
+            float(m.training_time.total_training_time_in_secs),
+        ]
         trial = anchors[k]
         if trial and trial[-1][0] == point[0]:
             if trial[-1][1] != point[1]:
@@ -112,8 +115,12 @@ def proxy_outcome(entry: ProxyTaskEntry) -> ProxyOutcome:
     if cost and cost.get("median"):
         spread = max(0.0, (float(cost["high"]) - float(cost["low"])) / (2.0 * float(cost["median"])))
     return ProxyOutcome(
-        entry.proxy_task_name, entry.succeeded, s.final_training_time_in_hours, entry.order_index,
-        s.final_training_steps, spread,
+        entry.proxy_task_name,
+        entry.succeeded,
+        s.final_training_time_in_hours,
+        entry.order_index,
+        s.final_training_steps,
+        spread,
     )
 
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from controllers.stats import (
+    DEFAULT_SMOOTH,
     Correlation,
     StepSeries,
     both_correlations,
-    DEFAULT_SMOOTH,
     combine_noise,
     hold_probability,
     median_accuracy_and_time,
@@ -185,7 +185,9 @@ def compute_step_stats(
     out = StepStats()
     if hold is not None:
         out.noise_source = (
-            "the curves' roughness" if hold.seed_std is None else f"seed_std {hold.seed_std:.4g} + the curves' roughness"
+            "the curves' roughness"
+            if hold.seed_std is None
+            else f"seed_std {hold.seed_std:.4g} + the curves' roughness"
         )
     ref = list(reference)
     history: list[list[float | None]] = []

@@ -269,7 +269,7 @@ def decide_stop(
         run = run + 1 if passes[i] else 0
         if desired_correlation is not None and stop_rule == "retrain" and run >= confirm:
             k = i - int(confirm) + 1
-            crossing = Crossing(float(steps[k]), math.floor(float(steps[k])), float(hrs[k]), k, False)
+            confirmed = Crossing(float(steps[k]), math.floor(float(steps[k])), float(hrs[k]), k, False)
             assert series.hold_prob is not None
             probs = ", ".join(f"{float(series.hold_prob[j]):.0%}" for j in range(k, i + 1))  # type: ignore[arg-type]
             return StopDecision(
@@ -278,7 +278,7 @@ def decide_stop(
                 f"holds under retraining noise: P({corr_label} >= {desired_correlation:.4g}) = {probs} "
                 f">= {need:.0%} on {confirm} consecutive evaluation(s) from step {steps[k]} "
                 f"(correlation {corr[k]:.4g}) to step {steps[i]} (index {i})",
-                crossing,
+                confirmed,
                 i,
             )
         if (

@@ -51,7 +51,7 @@ def test_analyze_curves_finds_first_step_reaching_each_target():
 def test_analyze_a_spike_is_not_a_crossing():
     chance = [3, 7, 1, 5, 0, 6, 2, 4]  # a ranking unrelated to the qualities (Spearman ~0)
     curves = []
-    for k, q in enumerate(QUALITIES):
+    for k in range(len(QUALITIES)):
         pts = []
         for i in range(16):
             if i == 5:  # one evaluation at which the models happen to rank right
@@ -82,7 +82,10 @@ def test_analyze_model_selection_folder(tmp_path, capsys):
     assert (tmp_path / "ms" / ANALYSIS_PNG).stat().st_size > 1000
     assert main(["analyze", str(tmp_path / "ms"), "--bootstrap", "20", "--no-plot", "--target", "0.95"]) == 0
     out = capsys.readouterr().out
-    assert "first step reaching (holds under retraining noise, confirmed) >= 0.95: step 799" in out and "how early the reference training" in out
+    assert (
+        "first step reaching (holds under retraining noise, confirmed) >= 0.95: step 799" in out
+        and "how early the reference training" in out
+    )
 
 
 def test_analyze_search_folder_recomputes_each_proxy(tmp_path):
