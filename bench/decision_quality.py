@@ -95,6 +95,7 @@ RULES = (
     Rule("retrain 95 %, 1 eval, mean of 2", "retrain", 0.05, 1, False, 2),
     Rule("retrain 95 %, 2 evals, mean of 2", "retrain", 0.05, 2, False, 2),
     Rule("retrain 90 %, 2 evals, mean of 2", "retrain", 0.10, 2, False, 2),
+    Rule("retrain 95 %, 2 evals, mean of 2, +seed_std", "retrain", 0.05, 2, True, 2),
 )
 
 
@@ -189,7 +190,7 @@ def proxy_series(p: Proxy, y: np.ndarray, method: str, seed: int, n_sim: int) ->
     """The per-step series each rule reads (computed once per proxy, shared by the rules)."""
     evals = p.observed.shape[1]
     point = _rank_corr(method, p.observed, y)
-    low, prob_curves, prob_seed, prob_smooth = [], [], [], []
+    low, prob_curves, prob_seed, prob_smooth, prob_smooth_seed = [], [], [], [], []
     for k in range(evals):
         x = p.observed[:, k]
         low.append(_bootstrap_low(seed + k, x, y, method))
@@ -200,6 +201,7 @@ def proxy_series(p: Proxy, y: np.ndarray, method: str, seed: int, n_sim: int) ->
             (prob_curves, None, x, rough),
             (prob_seed, p.run_std, x, rough),
             (prob_smooth, None, x2, rough2),
+            (prob_smooth_seed, p.run_std, x2, rough2),
         ):
             noise = combine_noise(seed_std, r)
             out.append(
@@ -216,6 +218,7 @@ def proxy_series(p: Proxy, y: np.ndarray, method: str, seed: int, n_sim: int) ->
         "curves": StepSeries(**common, hold_prob=prob_curves),  # type: ignore[arg-type]
         "seed": StepSeries(**common, hold_prob=prob_seed),  # type: ignore[arg-type]
         "smooth": StepSeries(**common, hold_prob=prob_smooth),  # type: ignore[arg-type]
+        "smooth_seed": StepSeries(**common, hold_prob=prob_smooth_seed),  # type: ignore[arg-type]
     }
 
 
@@ -237,7 +240,7 @@ def run_rule(rule: Rule, proxies: list[Proxy], series: list[dict[str, StepSeries
     cost = 0.0
     key = "plain" if rule.stop_rule != "retrain" else ("seed" if rule.use_seed_std else "curves")
     if rule.smooth > 1:
-        key = "smooth"
+        key = "smooth_seed" if rule.use_seed_std else "smooth"
     for i, (p, s) in enumerate(zip(proxies, series)):
         d = decide_stop(
             s[key],
@@ -291,7 +294,7 @@ def run(
 def table(results: dict[str, list[Outcome]]) -> str:
     base = float(np.mean([o.trial_hours for o in results["point"]]))
     lines = [
-        f"{'rule':<34} {'wrong winner':>12} {'(below at decision)':>19} {'missed cheapest':>15} {'none picked':>11} "
+        f"{'rule':<45} {'wrong winner':>12} {'(below at decision)':>19} {'missed cheapest':>15} {'none picked':>11} "
         f"{'late (evals)':>12} {'late (time)':>11} {'pick cost':>9} {'trial-hours':>11}"
     ]
     for label, outs in results.items():
@@ -307,7 +310,7 @@ def table(results: dict[str, list[Outcome]]) -> str:
         le = f"{np.mean(late_e):.2f}" if late_e else "-"
         lr = f"{np.mean(late_r):.2f}x" if late_r else "-"
         lines.append(
-            f"{label:<34} {wrong:>12.1%} {below:>19.1%} {missed:>15.1%} {none:>11.1%} {le:>12} {lr:>11} {pc:>9} {hours:>10.2f}x"
+            f"{label:<45} {wrong:>12.1%} {below:>19.1%} {missed:>15.1%} {none:>11.1%} {le:>12} {lr:>11} {pc:>9} {hours:>10.2f}x"
         )
     return "\n".join(lines)
 
