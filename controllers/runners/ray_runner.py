@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.errors import BackendUnreachableError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
+from proxy_task_utils.errors import MissingExtraError
 
 __all__ = ["RayRunner", "RayOptions", "BackendUnreachableError", "submission_id_for"]
 
@@ -76,8 +77,8 @@ class RayOptions(BaseModel):
 def _job_submission() -> Any:
     try:
         from ray import job_submission
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"the ray runner needs Ray: {_PIP_HINT}") from exc
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(f"the ray runner needs Ray, which is not installed: {_PIP_HINT}") from None
     return job_submission
 
 

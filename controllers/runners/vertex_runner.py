@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.errors import BackendUnreachableError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
+from proxy_task_utils.errors import MissingExtraError
 
 __all__ = ["VertexRunner", "VertexOptions", "BackendUnreachableError", "container_args", "token_label"]
 
@@ -75,8 +76,10 @@ class VertexOptions(BaseModel):
 def _aiplatform() -> Any:
     try:
         from google.cloud import aiplatform_v1
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"the vertex runner needs google-cloud-aiplatform: {_PIP_HINT}") from exc
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(
+            f"the vertex runner needs google-cloud-aiplatform, which is not installed: {_PIP_HINT}"
+        ) from None
     return aiplatform_v1
 
 
