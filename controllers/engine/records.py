@@ -331,10 +331,6 @@ class JobView:
     states: dict[str, TrialState]
     failures: dict[str, Failure] = field(default_factory=dict)
 
-    @property
-    def all_final(self) -> bool:
-        return all(s.is_final for s in self.states.values())
-
 
 @dataclass(frozen=True)
 class StopAll:

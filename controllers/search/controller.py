@@ -188,7 +188,7 @@ class SearchController:
 
     def _reference_has_latency(self) -> bool:
         assert self.reference is not None
-        return sum(v is not None for v in self.reference.latencies) >= self.config.min_pairs
+        return self.reference.has_latency(min_pairs=self.config.min_pairs)
 
     def _prepare_noise(self) -> Verdict | None:
         noise_cfg = self.config.noise

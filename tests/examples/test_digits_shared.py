@@ -49,7 +49,7 @@ def test_both_examples_sample_the_same_keys_with_their_own_values() -> None:
     from examples.tf_vision import search_space as tf
 
     assert pt.choices().keys() == tf.choices().keys()
-    assert pt.EXPANSIONS == (1, 2, 4) and tf.EXPANSIONS == (1, 3, 6)
+    assert pt.SPACE.expansions == (1, 2, 4) and tf.SPACE.expansions == (1, 3, 6)
     assert pt.baseline()["stage0_expansion"] == 2 and tf.baseline()["stage0_expansion"] == 3
     for module in (pt, tf):
         draws = [module.sample(random.Random(7)) for _ in range(3)]
