@@ -143,6 +143,9 @@ class RunnerConfig(StrictModel):
     kind: Literal["local", "ray", "vertex"] = "local"
     max_parallel_trials: int | None = Field(default=None, ge=1)
     log_dir: str | None = None  # local folder for trial logs; default: <controller_dir>/logs (local dirs)
+    # local only: modules imported once in a server that forks each trial (warm start), e.g.
+    # [torch, examples.pytorch.trainer]; a trial then skips those imports
+    preload: list[str] = Field(default_factory=list)
     ray: RayOptions | None = None
     vertex: VertexOptions | None = None
 
@@ -153,6 +156,13 @@ class RunnerConfig(StrictModel):
                 raise ValueError(
                     f"runner.{section} is set but runner.kind is {self.kind!r}; set runner.kind: {section}"
                 )
+        if self.preload and self.kind != "local":
+            raise ValueError(
+                f"runner.preload is for runner.kind local (trials forked on this machine), not {self.kind!r}"
+            )
+        for name in self.preload:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"runner.preload: {name!r} is not a module name (e.g. torch or my_pkg.trainer)")
         if self.kind == "vertex" and self.vertex is None:
             raise ValueError("runner.kind 'vertex' needs a runner.vertex section with at least project and image_uri")
         if self.kind != "local" and self.max_parallel_trials is None:
@@ -178,7 +188,7 @@ class RunnerConfig(StrictModel):
         """The runner this config describes."""
         from controllers.runners import make_runner
 
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"preload": list(self.preload)} if self.preload else {}
         if self.kind == "ray":
             options = (self.ray or RayOptions()).model_dump()
         elif self.kind == "vertex":
