@@ -207,6 +207,8 @@ class TimeoutsConfig(StrictModel):
     heartbeat_interval_secs: float | None = Field(default=60.0, gt=0)
     nan_grace_secs: float = Field(default=60.0, ge=0)
     lease_timeout_secs: float = Field(default=900.0, gt=0)
+    # poll again as soon as a local trial ends, so its slot is refilled at once (false: at the next poll)
+    wake_on_trial_end: bool = True
 
     def job_settings(self) -> JobSettings:
         return JobSettings(
@@ -216,6 +218,7 @@ class TimeoutsConfig(StrictModel):
             cancel_grace_secs=self.cancel_grace_secs,
             heartbeat_interval_secs=self.heartbeat_interval_secs,
             nan_grace_secs=self.nan_grace_secs,
+            wake_on_trial_end=self.wake_on_trial_end,
         )
 
 

@@ -449,7 +449,8 @@ def run_job(
         poll_index += 1
         # A trial's end wakes the loop at once (its slot is refilled now, not at the next poll);
         # an injected sleeper (tests on a fake clock) always sleeps.
-        if sleep is not time.sleep or not runner.wait_for_exit(settings.poll_interval_secs):
+        woken = settings.wake_on_trial_end and sleep is time.sleep
+        if not (woken and runner.wait_for_exit(settings.poll_interval_secs)):
             sleep(settings.poll_interval_secs)
     record.finished = True
     loop.save_now()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -129,17 +128,15 @@ def test_wait_for_exit_wakes_when_a_trial_ends(tmp_path):
     runner = LocalRunner(2)
     assert runner.wait_for_exit(0.01) is False  # nothing to watch: the caller sleeps
     short = runner.launch(_spec(tmp_path, "1", ["python", "-c", "import time; time.sleep(0.3)"]))
-    long = runner.launch(_spec(tmp_path, "2", ["python", "-c", "import time; time.sleep(30)"]))
+    long = runner.launch(_spec(tmp_path, "2", ["python", "-c", "import time; time.sleep(120)"]))
     try:
-        start = time.monotonic()
-        assert runner.wait_for_exit(20.0) is True
-        woke_after = time.monotonic() - start
-        assert woke_after < 15.0  # woken by the end of "1", not by the timeout
-        assert _wait_final(runner, short).status is TrialStatus.SUCCEEDED
-        # that end is reported once: the next wait blocks on "2" until its timeout
-        start = time.monotonic()
-        assert runner.wait_for_exit(0.3) is True
-        assert time.monotonic() - start >= 0.25
+        # no sleeping through the timeout: if the end of "1" did not wake it, this would block
+        # for 10 minutes and the test would time out
+        assert runner.wait_for_exit(600.0) is True
+        assert runner.poll(short).status is TrialStatus.SUCCEEDED
+        assert runner.poll(long).status is TrialStatus.RUNNING
+        # an end that was seen is not watched any more: only "2" can wake the next wait
+        assert runner._watched == {int(long.external_id)}
     finally:
         runner.cancel(long, grace_secs=0)
         _wait_final(runner, long)
