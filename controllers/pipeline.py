@@ -193,6 +193,9 @@ def run_pipeline(
         else:
             setattr(result, stage, runners[stage](stage_config, resume=again, progress=progress))
         result.stage_seconds[stage] = time.monotonic() - start
+    from controllers.report import write_design_report
+
+    result.report_files.update(write_design_report(config.output_dir))
     return result
 
 
@@ -256,7 +259,7 @@ def summary_text(result: PipelineResult) -> str:
                 f"({hours / full:.0%}); evaluating this proxy cost {entry.cost_trial_hours * 3600:.0f} trial-seconds"
             )
         lines.append(f"Proxy args for the NAS search: {best['args']}")
-    for key in ("markdown", "html", "best_proxy_task"):
+    for key in ("design_markdown", "design_html", "markdown", "html", "best_proxy_task"):
         if result.report_files.get(key):
             lines.append(f"{key.replace('_', ' ')}: {result.report_files[key]}")
     lines.append(
