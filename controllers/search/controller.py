@@ -370,8 +370,14 @@ class SearchController:
         target = cfg.desired_accuracy_correlation
         hold = None
         if target is not None:
-            seed_std = None if self.seed_noise is None else self.seed_noise.seed_std
-            hold = HoldSettings(target, seed_std, n_sim=cfg.retrain_n_sim, seed=cfg.seed)
+            noise = self.seed_noise
+            hold = HoldSettings(
+                target,
+                None if noise is None else noise.seed_std,
+                n_sim=cfg.retrain_n_sim,
+                seed=cfg.seed,
+                seed_source="" if noise is None else noise.source,
+            )
         return compute_step_stats(
             ev.curves_from_metrics(metrics, ended, run.entry.time_anchors),
             self.reference.accuracies,

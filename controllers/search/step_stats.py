@@ -91,6 +91,7 @@ class HoldSettings:
         smooth: Each model's score is the mean of its last ``smooth`` evaluations (this step's
             and the ones before), and the curves' roughness shrinks by ``sqrt`` of the count:
             one noisy evaluation then moves the decision less.
+        seed_source: Where ``seed_std`` came from, in words (for the report).
     """
 
     target: float
@@ -98,6 +99,7 @@ class HoldSettings:
     n_sim: int = 400
     seed: int = 0
     smooth: int = DEFAULT_SMOOTH
+    seed_source: str = ""
 
 
 @dataclass
@@ -184,11 +186,10 @@ def compute_step_stats(
     steps = sorted({s for c in curves for s, _ in c.points})
     out = StepStats()
     if hold is not None:
-        out.noise_source = (
-            "the curves' roughness"
-            if hold.seed_std is None
-            else f"seed_std {hold.seed_std:.4g} + the curves' roughness"
-        )
+        out.noise_source = "the curves' roughness"
+        if hold.seed_std is not None:
+            origin = f" ({hold.seed_source})" if hold.seed_source else ""
+            out.noise_source = f"seed_std {hold.seed_std:.4g}{origin} + the curves' roughness"
     ref = list(reference)
     history: list[list[float | None]] = []
     for step in steps:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from controllers.search.state import DONE, ProxyTaskEntry, SearchState
 from controllers.search.uncertainty import generalise_line, hold_line, verdict_lines
 from controllers.stats import MET_DESIRED_ACCURACY_CORRELATION
@@ -43,3 +45,23 @@ def test_a_target_out_of_reach_never_makes_a_proxy_good():
 
     text = build_report(state, controller_uri="x").markdown()
     assert "Best proxy task" not in text and "Cheapest proxy that passed: **p**" in text
+
+
+def test_step_stats_use_recorded_times_and_say_where_the_noise_came_from():
+    from controllers.search.step_stats import HoldSettings, TrialCurve, compute_step_stats
+
+    ref = [0.1 * k for k in range(1, 7)]
+    # 6 trials, 3 evaluations; each trial took 1 s for the first 10 steps and 10 s for the next 20
+    curves = [
+        TrialCurve(((9, 0.1 * k), (19, 0.1 * k + 0.01), (29, 0.1 * k + 0.02)), 11.0 / 30, True, ((9, 1.0), (29, 11.0)))
+        for k in range(1, 7)
+    ]
+    hold = HoldSettings(0.65, 0.001, n_sim=50, seed_source="noise.seed_std in the config")
+    stats = compute_step_stats(curves, ref, n_bootstrap=0, hold=hold)
+    assert stats.median_hours[0] * 3600 == pytest.approx(1.0)  # not 10 x 11/30 s
+    assert stats.median_hours[1] * 3600 == pytest.approx(6.0)
+    assert stats.noise_source == "seed_std 0.001 (noise.seed_std in the config) + the curves' roughness"
+    assert stats.hold_prob["spearman"] == [1.0, 1.0, 1.0] and len(stats.noise_std) == 3
+    series = stats.series("spearman")
+    assert series.hold_prob == [1.0, 1.0, 1.0]
+    assert compute_step_stats(curves, ref, n_bootstrap=0).series("spearman").hold_prob is None
