@@ -38,8 +38,9 @@ Measured per rule over all searches:
   proxy's at its stable crossing (median; below 1 when the pick is early on noise);
 * trial-hours: the whole search's cost, relative to the point rule's.
 
-    python bench/decision_quality.py                  # 10 and 20 models, 150 searches each
-    python bench/decision_quality.py --searches 600 --method kendall
+    python bench/decision_quality.py                  # 10 and 20 models, 150 searches each (~80 s)
+    python bench/decision_quality.py --method kendall # slower: ~1 min for 10 models, ~4 for 20
+    python bench/decision_quality.py --searches 600 --models 10
 """
 
 from __future__ import annotations
