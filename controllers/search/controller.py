@@ -419,7 +419,21 @@ class SearchController:
         if not decided and settled != run.last_settled:
             run.last_settled = settled
             decision = ev.decide(stats, self.targets, best_hours)
-            entry.log_decision(ev.decision_record(stats, self.targets, best_hours, decision, poll=view.poll_index))
+            record = ev.decision_record(stats, self.targets, best_hours, decision, poll=view.poll_index)
+            elim = self.config.elimination
+            if elim.enabled:
+                found = ev.eliminate(
+                    stats,
+                    self.targets,
+                    best_hours,
+                    window=elim.window,
+                    plateau_points=elim.plateau_points,
+                    z=elim.z,
+                    noise_floor=elim.noise_floor,
+                    min_fraction=elim.min_fraction,
+                )
+                decision = ev.apply_elimination(record, decision, found)
+            entry.log_decision(record)
             if decision.stop:
                 self._apply_decision(entry, decision)
                 logger.info("proxy task %s: stop (%s): %s", entry.proxy_task_name, decision.state, decision.reason)
