@@ -132,6 +132,9 @@ class SearchConfig(ControllerConfig):
     desired_latency_correlation: float | None = Field(default=0.65, ge=-1, le=1)
     early_stop_proxy_task_if_not_best: bool = True
     elimination: EliminationConfig = Field(default_factory=EliminationConfig)
+    # declared training seconds per step of each proxy (by name): candidates run cheapest first,
+    # and one that cannot beat the best even crossing at its first evaluation is skipped
+    proxy_costs: dict[str, float] = Field(default_factory=dict)
     min_pairs: int = Field(default=5, ge=2)
     min_valid_ratio: float = Field(default=0.7, ge=0, le=1)
     bootstrap_resamples: int = Field(default=1000, ge=0)
@@ -148,6 +151,9 @@ class SearchConfig(ControllerConfig):
             raise ValueError(
                 "set desired_accuracy_correlation or desired_accuracy: without either no proxy can succeed"
             )
+        bad = {k: v for k, v in self.proxy_costs.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"proxy_costs must be seconds per step >= 0, but got {bad}")
         if self.stop_rule == "lower_bound" and self.bootstrap_resamples == 0:
             raise ValueError("stop_rule 'lower_bound' needs the bootstrap interval: set bootstrap_resamples > 0")
         return self

@@ -54,7 +54,7 @@ from controllers.search.state import (
 )
 from controllers.search.step_stats import HoldSettings, StepStats, compute_step_stats
 from controllers.search.verdicts import SeedNoise, Verdict, ceiling_verdict, closeness_to_ceiling, read_seed_noise
-from controllers.stats import SUCCESSFUL_STATES, Ceiling, StopDecision, best_proxy
+from controllers.stats import SUCCESSFUL_STATES, Ceiling, StopDecision, best_proxy, cost_order, decide_skip
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import Storage, open_storage
 
@@ -253,13 +253,17 @@ class SearchController:
             and self.config.noise.abort_if_unreachable
         ):
             raise SearchAborted(verdict.message)
+        by_name = {c.name: c for c in configs}
+        order = cost_order([c.name for c in configs], self.config.proxy_costs)
         with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
-            for cfg in configs:
+            for cfg in (by_name[n] for n in order):
                 entry = self.state.proxy_tasks_map[cfg.name]
                 if entry.status == DONE:
                     logger.info(
                         "proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state
                     )
+                    continue
+                if entry.job is None and self._skip(entry):
                     continue
                 self._evaluate(cfg, entry)
         self._update_best()
@@ -289,6 +293,30 @@ class SearchController:
         if not best:
             return None
         return self.state.proxy_tasks_map[best].proxy_task_stats.final_training_time_in_hours
+
+    def _skip(self, entry: ProxyTaskEntry) -> bool:
+        """Skips (and records) a candidate whose declared cost cannot beat the best; before any launch."""
+        firsts = [
+            e.proxy_task_stats.training_steps[0]
+            for e in self.state.ordered_entries()
+            if e.proxy_task_stats.training_steps
+        ]
+        found = decide_skip(
+            self.config.proxy_costs.get(entry.proxy_task_name), min(firsts, default=None), self._best_hours()
+        )
+        if not found.stop:
+            return False
+        entry.proxy_task_stats.stopping_state = found.state
+        entry.stop_reason = found.reason
+        entry.log_decision(
+            {"poll": None, "stop": True, "state": found.state, "reason": found.reason, "skip": found.inputs}
+        )
+        entry.cost_trial_hours = 0.0  # nothing launched: a real zero
+        entry.status = DONE
+        self.save()
+        logger.info("proxy task %s: %s: %s", entry.proxy_task_name, found.state, found.reason)
+        self.progress.message(f"proxy task {entry.proxy_task_name}: {found.state}")
+        return True
 
     def _update_best(self) -> str:
         outcomes = [ev.proxy_outcome(e) for e in self.state.ordered_entries()]

@@ -18,10 +18,13 @@ from controllers.stats._elimination import (
     DEFAULT_PLATEAU_POINTS,
     ELIMINATION_STATES,
     PLATEAUED_BELOW_DESIRED,
+    SKIPPED_CANNOT_BE_CHEAPER,
     EliminationDecision,
     Trend,
     correlation_trend,
+    cost_order,
     decide_elimination,
+    decide_skip,
 )
 from controllers.stats._filtering import Candidate, FilterResult, filter_candidates, trial_id_sort_key
 from controllers.stats._noise import Ceiling, noise_ceiling, prob_target_reachable
@@ -73,6 +76,9 @@ __all__ = [
     "DEFAULT_PLATEAU_POINTS",
     "ELIMINATION_STATES",
     "PLATEAUED_BELOW_DESIRED",
+    "SKIPPED_CANNOT_BE_CHEAPER",
+    "cost_order",
+    "decide_skip",
     "EliminationDecision",
     "Trend",
     "correlation_trend",

@@ -30,7 +30,7 @@ proxy in most searches; with it, it does not raise the misses (bench/RESULTS.md)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +40,11 @@ from controllers.stats._common import as_float_array, check_real
 
 CANNOT_REACH_BEFORE_BEST = "Cannot reach desired correlation before best time"
 PLATEAUED_BELOW_DESIRED = "Correlation plateaued below desired"
+SKIPPED_CANNOT_BE_CHEAPER = "Skipped: cannot be cheaper than the best"
 #: States of an eliminated proxy (never successful).
-ELIMINATION_STATES: frozenset[str] = frozenset({CANNOT_REACH_BEFORE_BEST, PLATEAUED_BELOW_DESIRED})
+ELIMINATION_STATES: frozenset[str] = frozenset(
+    {CANNOT_REACH_BEFORE_BEST, PLATEAUED_BELOW_DESIRED, SKIPPED_CANNOT_BE_CHEAPER}
+)
 
 #: Defaults, chosen by ``bench/search_cost.py`` and checked by ``bench/decision_quality.py``.
 DEFAULT_ELIMINATION_WINDOW = 4
@@ -240,3 +243,52 @@ def decide_elimination(
                     inputs,
                 )
     return EliminationDecision(False, "", f"no elimination rule met over {len(h)} evaluations", None, last_inputs)
+
+
+def cost_order(names: Sequence[str], secs_per_step: Mapping[str, float]) -> list[str]:
+    """Names cheapest first by declared seconds per step; undeclared ones after, in their order.
+
+    A stable order (ties keep the given order), so a resumed or re-run search walks the
+    candidates the same way.
+    """
+    declared = sorted((n for n in names if n in secs_per_step), key=lambda n: float(secs_per_step[n]))
+    return declared + [n for n in names if n not in secs_per_step]
+
+
+def decide_skip(
+    secs_per_step: float | None, first_eval_step: int | None, best_hours: float | None
+) -> EliminationDecision:
+    """Skips a candidate that cannot beat the best even if it crossed at its first evaluation.
+
+    Its cheapest possible final time is ``secs_per_step * (first_eval_step + 1)`` (the 0-based
+    step of the first evaluation); when that is ``>=`` the best proxy's final hours it is not run.
+    Any unknown input means it runs.
+    """
+    if secs_per_step is None or first_eval_step is None or best_hours is None:
+        return EliminationDecision(False, "", "no declared cost, first evaluation step or best time: it runs")
+    secs = check_real(secs_per_step, "secs_per_step")
+    if secs < 0 or first_eval_step < 0:
+        raise ValueError(f"secs_per_step and first_eval_step must be >= 0, but got {secs} and {first_eval_step}")
+    floor_hours = secs * (int(first_eval_step) + 1) / 3600.0
+    inputs = {
+        "secs_per_step": secs,
+        "first_eval_step": int(first_eval_step),
+        "cheapest_possible_hours": floor_hours,
+        "best_training_time_hrs": float(best_hours),
+    }
+    if floor_hours >= best_hours:
+        return EliminationDecision(
+            True,
+            SKIPPED_CANNOT_BE_CHEAPER,
+            f"{secs:.4g} s per step: even a crossing at its first evaluation (step {first_eval_step}) would take "
+            f"{floor_hours:.4g} h >= the best proxy's {float(best_hours):.4g} h",
+            None,
+            inputs,
+        )
+    return EliminationDecision(
+        False,
+        "",
+        f"could be cheaper: {floor_hours:.4g} h at its first evaluation < best {float(best_hours):.4g} h",
+        None,
+        inputs,
+    )

@@ -5,6 +5,9 @@ the best. The second is ten times cheaper per cycle but ranks them stably wrong 
 per-architecture offset, ``--offset``): its correlation settles well below the target and stays
 flat. The not-best rule would let it run until the best proxy's time; early elimination stops it
 at half that time, because its trend cannot reach the target by then.
+
+Cost order: with declared seconds per step the cheapest candidate runs first; a dearer one that
+could not beat the best even crossing at its first evaluation is skipped, never launched.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ from _search_helpers import search_config as _config
 from _search_helpers import trial_metrics as _trial_metrics
 
 from controllers.search.controller import SearchController
-from controllers.stats import CANNOT_REACH_BEFORE_BEST, EXCEEDED_BEST_TRAIN_TIME, MET_DESIRED_ACCURACY_CORRELATION
+from controllers.search.report import write_report
+from controllers.stats import (
+    CANNOT_REACH_BEFORE_BEST,
+    EXCEEDED_BEST_TRAIN_TIME,
+    MET_DESIRED_ACCURACY_CORRELATION,
+    SKIPPED_CANNOT_BE_CHEAPER,
+)
 
 BEST = ("best", {**GOOD, "sleep_per_cycle": 0.4})
 WRONG = ("stably_wrong", {**GOOD, "offset": 0.15, "noise_seed": 3, "sleep_per_cycle": 0.02})
@@ -53,3 +62,35 @@ def test_a_proxy_whose_trend_cannot_reach_the_target_in_time_is_eliminated_early
     slow = off.proxy_tasks_map["stably_wrong"]
     assert slow.proxy_task_stats.stopping_state == EXCEEDED_BEST_TRAIN_TIME
     assert slow.cost_trial_hours > wrong.cost_trial_hours
+
+
+def test_candidates_run_cheapest_first_and_one_that_cannot_be_cheaper_is_skipped(tmp_path):
+    proxies = [
+        ("costly", {**GOOD, "sleep_per_cycle": 0.3}),
+        ("cheap", {**GOOD, "sleep_per_cycle": 0.05}),
+    ]
+    # declared seconds per step: the listed-first proxy is 60x dearer, so the cheap one runs first,
+    # becomes the best at its first evaluation, and the costly one could not beat it at all
+    costs = {"costly": 0.3 / 10, "cheap": 0.05 / 10}
+    cfg = _config(tmp_path, proxies, stop_rule="point", proxy_costs=costs)
+    state = SearchController(cfg).run()
+    cheap, costly = state.proxy_tasks_map["cheap"], state.proxy_tasks_map["costly"]
+    assert cheap.proxy_task_stats.stopping_state == MET_DESIRED_ACCURACY_CORRELATION
+    assert state.best_proxy_task_name == "cheap"
+    assert costly.proxy_task_stats.stopping_state == SKIPPED_CANNOT_BE_CHEAPER
+    assert costly.job is None and not costly.search_job_link  # nothing launched
+    assert costly.cost_trial_hours == 0
+    assert "even a crossing at its first evaluation" in costly.stop_reason
+    (skip,) = costly.decision_log
+    first = cheap.proxy_task_stats.training_steps[0]
+    assert skip["skip"]["first_eval_step"] == first
+    assert skip["skip"]["cheapest_possible_hours"] == costs["costly"] * (first + 1) / 3600
+    assert skip["skip"]["best_training_time_hrs"] == cheap.proxy_task_stats.final_training_time_in_hours
+    assert [costly.order_index, cheap.order_index] == [0, 1]  # the listed order is kept as recorded
+    # a resumed search keeps the skip as recorded and launches nothing
+    again = SearchController(cfg, resume=True).run()
+    assert again.proxy_tasks_map["costly"].decision_log == costly.decision_log
+    assert again.proxy_tasks_map["costly"].job is None
+    write_report(cfg.controller_dir)
+    with open(tmp_path / "search" / "report.md") as f:
+        assert SKIPPED_CANNOT_BE_CHEAPER in f.read()

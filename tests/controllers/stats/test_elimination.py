@@ -1,4 +1,4 @@
-"""Early elimination: the trend line against scipy, and literal trajectories for both rules."""
+"""Early elimination: the trend line against scipy, literal trajectories for both rules, cost order."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from scipy import stats as sps
 from controllers.stats import (
     CANNOT_REACH_BEFORE_BEST,
     PLATEAUED_BELOW_DESIRED,
+    SKIPPED_CANNOT_BE_CHEAPER,
     correlation_trend,
+    cost_order,
     decide_elimination,
+    decide_skip,
 )
 
 
@@ -86,3 +89,22 @@ def test_bad_options_are_one_line_errors_naming_the_field():
         decide_elimination([0.1], [0.1], target=0.6, min_fraction=1.5)
     with pytest.raises(ValueError, match="z and noise_floor"):
         decide_elimination([0.1], [0.1], target=0.6, z=-1)
+
+
+def test_cost_order_is_cheapest_first_and_stable_with_undeclared_last():
+    names = ["a", "b", "c", "d", "e"]
+    assert cost_order(names, {"c": 0.5, "b": 1.0, "e": 0.5}) == ["c", "e", "b", "a", "d"]
+    assert cost_order(names, {}) == names
+
+
+def test_skip_when_even_the_first_evaluation_is_not_cheaper_than_the_best():
+    # 2 s per step, first evaluation at 0-based step 99: 200 s = 0.0556 h at the earliest
+    d = decide_skip(2.0, 99, 0.05)
+    assert d.stop and d.state == SKIPPED_CANNOT_BE_CHEAPER
+    assert d.inputs["cheapest_possible_hours"] == pytest.approx(200 / 3600)
+    assert not decide_skip(2.0, 99, 0.06).stop
+    assert decide_skip(2.0, 99, 200 / 3600).stop  # a tie cannot be cheaper
+    for args in ((None, 99, 0.05), (2.0, None, 0.05), (2.0, 99, None)):
+        assert not decide_skip(*args).stop  # anything unknown: it runs
+    with pytest.raises(ValueError, match="secs_per_step and first_eval_step must be >= 0"):
+        decide_skip(-1.0, 99, 0.05)

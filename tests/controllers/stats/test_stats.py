@@ -62,6 +62,7 @@ def test_public_api_is_curated():
         "CANNOT_REACH_BEFORE_BEST", "PLATEAUED_BELOW_DESIRED", "ELIMINATION_STATES", "DEFAULT_ELIMINATION_WINDOW",
         "DEFAULT_PLATEAU_POINTS", "DEFAULT_ELIMINATION_Z", "DEFAULT_NOISE_FLOOR", "DEFAULT_MIN_FRACTION",
         "EliminationDecision", "Trend", "correlation_trend", "decide_elimination",
+        "SKIPPED_CANNOT_BE_CHEAPER", "cost_order", "decide_skip",
     }  # fmt: skip
     assert set(S.__all__) == expected
     for name in S.__all__:
