@@ -163,6 +163,14 @@ def _analyze(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def _init(args: argparse.Namespace) -> int:
+    from controllers.init_config import write_template
+
+    path = write_template(args.output, args.trainer, force=args.force)
+    print(f"wrote {path}: edit it, then proxy-task run {path}")
+    return errors.EXIT_OK
+
+
 def _latency_worker(args: argparse.Namespace) -> int:
     import json
     import signal
@@ -268,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report the first step reaching this correlation (repeatable; default 0.65 0.8 0.9)")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CI")
     p.add_argument("--no-plot", action="store_true")
+
+    p = verb("init", _init, "write a commented pipeline config to start from")
+    p.add_argument("--trainer", choices=("pytorch", "keras", "custom"), default="pytorch",
+                   help="the kind of trainer the config starts (default pytorch)")  # fmt: skip
+    p.add_argument("--output", default="pipeline.yaml", help="where to write it (default pipeline.yaml)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = verb("latency-worker", _latency_worker,
              "measure exported models' latency on this machine for the trainers of a folder")  # fmt: skip
