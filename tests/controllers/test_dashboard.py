@@ -254,3 +254,38 @@ def test_browser_follows_a_running_search_started_with_dashboard(tmp_path):
     trials = _cells(dom, "trials")
     assert len(trials) >= 8 and "running" in {r[2] for r in trials}
     assert any(r[3] not in ("", "–") for r in trials)  # last steps read from the running trials' files
+
+
+def test_snapshot_of_a_folder_on_gcs(finished, fake_gcs):
+    root = fake_gcs.uri + "/search"
+    storage = open_storage(root)
+    for dirpath, _, files in os.walk(finished):
+        for name in files:
+            if name.endswith(".json"):
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, finished)
+                data = Path(path).read_bytes().replace(finished.encode(), root.encode())
+                storage.write(rel, data)
+    snap = snapshot(root)
+    local = snapshot(finished)
+    assert snap["uri"] == root and snap["search"]["proxies"] == local["search"]["proxies"]
+    assert [(t["job"], t["trial_id"], t["last_step"], t["last_accuracy"]) for t in snap["trials"]] == [
+        (t["job"], t["trial_id"], t["last_step"], t["last_accuracy"]) for t in local["trials"]
+    ]
+    assert all(t["last_step"] is not None for t in snap["trials"])
+
+
+def test_exported_names_resolve():
+    import controllers.dashboard as dashboard
+
+    assert sorted(dashboard.__all__) == sorted(
+        ["DashboardServer", "SnapshotReader", "create_app", "serve", "snapshot", "start_dashboard"]
+    )
+    for name in dashboard.__all__:
+        assert getattr(dashboard, name) is not None
+
+
+def test_importing_the_dashboard_package_stays_light():
+    code = "import sys, controllers.dashboard; print(sorted(m for m in ('starlette', 'uvicorn', 'plotly') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
