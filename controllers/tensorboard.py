@@ -16,16 +16,15 @@ The file of a proxy is a pure function of its entry in ``SEARCH_CONTROLLER_STATE
 written whole (atomically, through the folder's storage, so ``gs://`` works too). Only settled
 steps are written while a proxy runs (every step once it is done): a settled step does not change
 any more, so each new file extends the last one and a TensorBoard that follows the file sees a
-file that only grows. Events are built with tensorboardX's protocol buffers and record writer;
-TensorFlow is not needed.
+file that only grows. Events are built with the ``tensorboard`` package's own protocol buffers and
+record writer; neither TensorFlow nor torch is imported.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -106,9 +105,13 @@ def proxy_scalars(entry: ProxyTaskEntry) -> list[StepScalars]:
 
 
 def event_file_bytes(rows: Iterable[StepScalars]) -> bytes:
-    """An event file (TFRecord framing) holding the file-version event and one event per step."""
-    from tensorboardX.proto import event_pb2, summary_pb2
-    from tensorboardX.record_writer import RecordWriter
+    """An event file (TFRecord framing) holding the file-version event and one event per step.
+
+    Built with TensorBoard's own protocol buffers and record writer (``tensorboard.summary.writer``),
+    which import neither TensorFlow nor torch.
+    """
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
 
     rows = list(rows)
     events = [event_pb2.Event(wall_time=rows[0].wall_time if rows else 0.0, file_version="brain.Event:2")]
@@ -117,23 +120,18 @@ def event_file_bytes(rows: Iterable[StepScalars]) -> bytes:
             value=[summary_pb2.Summary.Value(tag=tag, simple_value=v) for tag, v in sorted(r.values.items())]
         )
         events.append(event_pb2.Event(wall_time=r.wall_time, step=r.step, summary=summary))
-    with tempfile.TemporaryDirectory(prefix="proxy-task-tb-") as tmp:
-        path = os.path.join(tmp, EVENT_FILE)
-        writer = RecordWriter(path)
-        try:
-            for event in events:
-                writer.write(event.SerializeToString())
-        finally:
-            writer.close()
-        with open(path, "rb") as f:
-            return f.read()
+    buffer = io.BytesIO()
+    writer = RecordWriter(buffer)
+    for event in events:
+        writer.write(event.SerializeToString())
+    return buffer.getvalue()
 
 
 def write_proxy_scalars(storage: Storage, entry: ProxyTaskEntry) -> str | None:
     """Write ``tensorboard/<proxy>/<EVENT_FILE>`` under ``storage``; returns its name, None when unchanged.
 
     Raises:
-        ImportError: tensorboardX is not installed (with the ``pip install`` hint).
+        ImportError: tensorboard is not installed (with the ``pip install`` hint).
     """
     rows = proxy_scalars(entry)
     if not rows:
@@ -141,7 +139,9 @@ def write_proxy_scalars(storage: Storage, entry: ProxyTaskEntry) -> str | None:
     try:
         data = event_file_bytes(rows)
     except ModuleNotFoundError as exc:
-        raise ImportError("TensorBoard scalars need tensorboardX: pip install 'proxy-task-utils[tensorboard]'") from exc
+        raise ImportError(
+            "TensorBoard scalars need the tensorboard package: pip install 'proxy-task-utils[tensorboard]'"
+        ) from exc
     name = f"{TENSORBOARD_DIR}/{entry.proxy_task_name}/{EVENT_FILE}"
     try:
         old, _ = storage.read(name)
@@ -158,7 +158,7 @@ def write_search_scalars(controller_dir: str | Storage) -> list[str]:
 
     Raises:
         proxy_task_utils.errors.ConfigurationError: the folder has no search state.
-        ImportError: tensorboardX is not installed.
+        ImportError: tensorboard is not installed.
     """
     storage = open_storage(controller_dir) if isinstance(controller_dir, str) else controller_dir
     raw, path = read_folder_json(storage, SEARCH_CONTROLLER_STATE_FILE, missing="is it a search folder?")

@@ -560,7 +560,7 @@ class SearchController:
             from controllers.tensorboard import write_proxy_scalars
 
             write_proxy_scalars(self.storage, entry)
-        except ImportError as exc:  # tensorboardX is an optional extra
+        except ImportError as exc:  # tensorboard is an optional extra
             logger.debug("no TensorBoard scalars: %s", exc)
         except Exception as exc:  # nor may the scalars
             logger.warning("could not write TensorBoard scalars of %s: %s", entry.proxy_task_name, exc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from controllers.tensorboard import (
 )
 from proxy_task_utils.storage import open_storage
 
-pytest.importorskip("tensorboardX")
+pytest.importorskip("tensorboard")
 
 # TensorBoard's reader, as `tensorboard --logdir` runs it, without TensorFlow (its stub API).
 READER = r"""
@@ -40,8 +39,6 @@ print(json.dumps(out))
 
 
 def _read_back(logdir: str) -> dict:
-    if importlib.util.find_spec("tensorboard") is None:
-        pytest.skip("tensorboard is not installed (it is in the dev extra): cannot read the events back")
     done = subprocess.run([sys.executable, "-c", READER, logdir], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
