@@ -43,10 +43,14 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run does): cannot render"
+)
+
+
 def _render(url: str, tmp_path: Path, *, screenshot: str | None = None) -> str:
     """The page's DOM after its scripts ran (headless Chromium, fresh profile, no network beyond the URL)."""
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does): cannot render the page")
+    assert CHROMIUM is not None
     profile = tmp_path / f"chromium-profile-{time.monotonic_ns()}"
     argv = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -191,6 +195,7 @@ def test_reader_reads_the_trial_files_of_finished_jobs_once(finished, tmp_path):
 # -- the page in a browser ------------------------------------------------------------------------
 
 
+@needs_chromium
 def test_browser_renders_a_finished_search(finished, tmp_path):
     state = read_state(finished)
     server = start_dashboard(finished)
@@ -211,6 +216,7 @@ def test_browser_renders_a_finished_search(finished, tmp_path):
     assert any(r[0] == "good" and r[2] == "Met desired correlation" and r[3] for r in log)
 
 
+@needs_chromium
 def test_browser_follows_a_running_search_started_with_dashboard(tmp_path):
     # noisy, long and slow: it never reaches the target, so it is still running when the page is read
     slow = {**NOISY, "train_steps": 2000, "sleep_per_cycle": 0.4}
