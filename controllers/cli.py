@@ -84,11 +84,13 @@ def _search(args: argparse.Namespace) -> int:
     config = load_config(args.config, SearchConfig)
     if args.poll_interval is not None:
         config.timeouts.poll_interval_secs = args.poll_interval
+    stop_dashboard = _with_dashboard(args, config.controller_dir)
     progress = _progress(args)
     try:
         state = run_search(config, resume=args.resume, progress=progress)
     finally:
         progress.close()
+        stop_dashboard()
     print(search_status_text(config.controller_dir))
     return errors.EXIT_OK if state.best_proxy_task_name else errors.EXIT_NEGATIVE
 
@@ -105,6 +107,7 @@ def _run_pipeline(args: argparse.Namespace, config_path: str, output_dir: str | 
         config = PipelineConfig.model_validate({**config.model_dump(), "output_dir": output_dir})
     if args.max_parallel_trials is not None:
         config.runner.max_parallel_trials = args.max_parallel_trials
+    stop_dashboard = _with_dashboard(args, config.output_dir)
     progress = _progress(args)
     try:
         result = run_pipeline(config, resume=args.resume, progress=progress)
@@ -112,6 +115,7 @@ def _run_pipeline(args: argparse.Namespace, config_path: str, output_dir: str | 
         raise errors.StateError(f"{exc} (add --resume to continue a previous run in that folder)") from None
     finally:
         progress.close()
+        stop_dashboard()
     print(summary_text(result))
     return errors.EXIT_OK if result.search is None or result.search.best_proxy_task_name else errors.EXIT_NEGATIVE
 
@@ -171,6 +175,32 @@ def _analyze(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from controllers.dashboard.app import serve
+
+    serve(args.dir, host=args.host, port=args.port, refresh_secs=args.refresh_secs)
+    return errors.EXIT_OK
+
+
+def _with_dashboard(args: argparse.Namespace, folder: str) -> Callable[[], None]:
+    """``--dashboard``: serve ``folder`` from a thread while the verb runs; returns the stop function."""
+    if not getattr(args, "dashboard", False):
+        return lambda: None
+    from controllers.dashboard.app import start_dashboard
+
+    server = start_dashboard(folder, port=args.dashboard_port)
+    print(f"dashboard of {folder}: {server.url}", flush=True)
+    return server.stop
+
+
+def _init(args: argparse.Namespace) -> int:
+    from controllers.init_config import write_template
+
+    path = write_template(args.output, args.trainer, force=args.force)
+    print(f"wrote {path}: edit it, then proxy-task run {path}")
+    return errors.EXIT_OK
+
+
 def _latency_worker(args: argparse.Namespace) -> int:
     import json
     import signal
@@ -217,6 +247,11 @@ def _verbose_flag() -> argparse.ArgumentParser:
     return verbose
 
 
+def _dashboard_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dashboard", action="store_true", help="serve the live dashboard of the run on 127.0.0.1")
+    p.add_argument("--dashboard-port", type=int, default=0, help="its port (default: a free one, printed)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``proxy-task`` parser; each sub-parser's default ``_verb`` is the function it runs."""
     verbose = _verbose_flag()
@@ -244,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
              controller=True)  # fmt: skip
     p.add_argument("config", help="YAML config (controllers.search.config.SearchConfig)")
     p.add_argument("--poll-interval", type=float, default=None, help="override timeouts.poll_interval_secs")
+    _dashboard_flags(p)
 
     for name, fn, help in (
         ("run", _run, "run variance measurement, model selection and proxy-task search from one pipeline YAML"),
@@ -258,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where the three controller folders go (default: the config's output_dir; "
                             "for demo proxy_task_demo or proxy_task_demo_small)")  # fmt: skip
         p.add_argument("--max-parallel-trials", type=int, default=None, help="trials at once (default: cores)")
+        _dashboard_flags(p)
 
     p = verb("status", _status, "print the state of a controller folder")
     p.add_argument("dir", help="controller folder (path or gs://)")
@@ -277,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report the first step reaching this correlation (repeatable; default 0.65 0.8 0.9)")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CI")
     p.add_argument("--no-plot", action="store_true")
+
+    p = verb(
+        "dashboard", _dashboard, "a live web page of a controller folder: progress, correlations, trials, decisions"
+    )
+    p.add_argument("dir", help="a pipeline output_dir or a controller folder (path or gs://)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8050, help="port (default 8050; 0: a free one)")
+    p.add_argument("--refresh-secs", type=float, default=5.0, help="how often the page reloads the folder (default 5)")
+
+    p = verb("init", _init, "write a commented pipeline config to start from")
+    p.add_argument("--trainer", choices=("pytorch", "keras", "custom"), default="pytorch",
+                   help="the kind of trainer the config starts (default pytorch)")  # fmt: skip
+    p.add_argument("--output", default="pipeline.yaml", help="where to write it (default pipeline.yaml)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = verb("latency-worker", _latency_worker,
              "measure exported models' latency on this machine for the trainers of a folder")  # fmt: skip

@@ -556,6 +556,14 @@ class SearchController:
             )
         except Exception as exc:  # a plot must never stop the search
             logger.warning("could not draw plots of %s: %s", entry.proxy_task_name, exc)
+        try:  # TensorBoard scalars of the saved entry (controllers.tensorboard)
+            from controllers.tensorboard import write_proxy_scalars
+
+            write_proxy_scalars(self.storage, entry)
+        except ImportError as exc:  # tensorboard is an optional extra
+            logger.debug("no TensorBoard scalars: %s", exc)
+        except Exception as exc:  # nor may the scalars
+            logger.warning("could not write TensorBoard scalars of %s: %s", entry.proxy_task_name, exc)
 
 
 def _fmt(v: float | None) -> str:
