@@ -242,11 +242,16 @@ def summary_text(result: PipelineResult) -> str:
             else ""
         )
         coef = corr.get("coefficient")
+        from controllers.search.uncertainty import ceiling_blocks_target
+
+        label = "Best proxy task"
+        if ceiling_blocks_target(state) is not None:  # never "good" against a target out of reach
+            label = "Cheapest proxy that passed (not a good proxy: the noise ceiling puts the target out of reach)"
         lines.append(
-            f"Best proxy task: {best['proxy_task_name']}: {state.correlation_method} "
+            f"{label}: {best['proxy_task_name']}: {state.correlation_method} "
             f"{coef:.3f}{ci} at step {best['final_training_steps']}"
             if coef is not None
-            else f"Best proxy task: {best['proxy_task_name']} ({best['stopping_state']})"
+            else f"{label}: {best['proxy_task_name']} ({best['stopping_state']})"
         )
         ref_hours = [h for h in (state.reference or {}).get("hours", []) if h is not None]
         hours = entry.proxy_task_stats.final_training_time_in_hours
@@ -258,6 +263,9 @@ def summary_text(result: PipelineResult) -> str:
                 f"Cost per model: {hours * 3600:.1f} s with the proxy vs {full * 3600:.1f} s of full training "
                 f"({hours / full:.0%}); evaluating this proxy cost {entry.cost_trial_hours * 3600:.0f} trial-seconds"
             )
+        from controllers.search.uncertainty import verdict_lines
+
+        lines += [f"  {line}" for line in verdict_lines(state, entry)]
         lines.append(f"Proxy args for the NAS search: {best['args']}")
     for key in ("design_markdown", "design_html", "markdown", "html", "best_proxy_task"):
         if result.report_files.get(key):

@@ -52,7 +52,7 @@ from controllers.search.state import (
     ProxyTaskEntry,
     SearchState,
 )
-from controllers.search.step_stats import StepStats, compute_step_stats
+from controllers.search.step_stats import HoldSettings, StepStats, compute_step_stats
 from controllers.search.verdicts import SeedNoise, Verdict, ceiling_verdict, closeness_to_ceiling, read_seed_noise
 from controllers.stats import SUCCESSFUL_STATES, Ceiling, StopDecision, best_proxy
 from proxy_task_utils.errors import ConfigurationError
@@ -118,7 +118,10 @@ class SearchController:
             early_stop_if_not_best=config.early_stop_proxy_task_if_not_best,
             stop_rule=config.stop_rule,
             method=config.correlation,
+            false_pass_rate=config.false_pass_rate,
+            confirm=config.confirm_evaluations,
         )
+        self.seed_noise: SeedNoise | None = None
         self._lease: Lease | None = None
 
     # -- state ----------------------------------------------------------------------------
@@ -203,6 +206,7 @@ class SearchController:
         else:
             assert noise_cfg.variance_dir is not None
             noise = read_seed_noise(noise_cfg.variance_dir, reference_mean=mean)
+        self.seed_noise = noise
         verdict = ceiling_verdict(
             self.reference.accuracies,
             noise,
@@ -287,10 +291,7 @@ class SearchController:
         return self.state.proxy_tasks_map[best].proxy_task_stats.final_training_time_in_hours
 
     def _update_best(self) -> str:
-        outcomes = [
-            (e.proxy_task_name, e.succeeded, e.proxy_task_stats.final_training_time_in_hours, e.order_index)
-            for e in self.state.ordered_entries()
-        ]
+        outcomes = [ev.proxy_outcome(e) for e in self.state.ordered_entries()]
         self.state.best_proxy_task_name = best_proxy(outcomes) or ""
         return self.state.best_proxy_task_name
 
@@ -365,8 +366,20 @@ class SearchController:
     def _stats(self, run: _Run, metrics: list[Any], ended: list[bool]) -> StepStats:
         assert self.reference is not None
         cfg = self.config
+        ev.record_time_anchors(run.entry.time_anchors, metrics)
+        target = cfg.desired_accuracy_correlation
+        hold = None
+        if target is not None:
+            noise = self.seed_noise
+            hold = HoldSettings(
+                target,
+                None if noise is None else noise.seed_std,
+                n_sim=cfg.retrain_n_sim,
+                seed=cfg.seed,
+                seed_source="" if noise is None else noise.source,
+            )
         return compute_step_stats(
-            ev.curves_from_metrics(metrics, ended),
+            ev.curves_from_metrics(metrics, ended, run.entry.time_anchors),
             self.reference.accuracies,
             min_pairs=cfg.min_pairs,
             min_valid_ratio=cfg.min_valid_ratio,
@@ -374,6 +387,7 @@ class SearchController:
             confidence=cfg.confidence,
             seed=cfg.seed,
             cache=run.cache,
+            hold=hold,
         )
 
     def _too_many_failures(self, failed: int) -> bool:
@@ -454,6 +468,8 @@ class SearchController:
         stats = self._stats(run, metrics, [True] * len(metrics))
         ev.fill_step_stats(entry, stats, self.targets.method)
         entry.cost_trial_hours = ev.cost_trial_hours(metrics)
+        cost = ev.cost_per_step(metrics, entry.time_anchors)
+        entry.cost_per_step = None if cost is None else cost.to_dict()
         entry.failures = {t.trial_id: t.failure.to_dict() for t in result.trials if t.failure is not None}
         entry.num_failed_trials = len(result.failed)
         if not s.stopping_state:

@@ -17,6 +17,7 @@ from typing import Any
 
 from controllers.search.plots import plot_file_names
 from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState, read_folder_json
+from controllers.search.uncertainty import ceiling_blocks_target, hold_line, verdict_lines
 from proxy_task_utils.storage import Storage, open_storage
 
 __all__ = [
@@ -132,6 +133,30 @@ def _correlation_at_decision(entry: ProxyTaskEntry, method: str) -> dict[str, An
     return rows[i] if i < len(rows) else None
 
 
+def _rule_words(rule: str, targets: dict[str, Any]) -> str:
+    if rule == "lower_bound":
+        return " (the CI lower bound must reach the target)"
+    if rule == "retrain":
+        fpr, k = targets.get("false_pass_rate"), targets.get("confirm_evaluations")
+        return (
+            f" (the correlation must hold under retraining noise with probability >= {1 - float(fpr or 0.05):.0%}"
+            f" on {k} consecutive evaluations)"
+        )
+    return " (the reference's: the point correlation must reach the target once)"
+
+
+def _hold_cell(entry: ProxyTaskEntry) -> str:
+    line = hold_line(entry)
+    return "–" if line is None else line.split(": ", 1)[1].split(";")[0]
+
+
+def _cost_cell(entry: ProxyTaskEntry) -> str:
+    c = entry.cost_per_step
+    if not c:
+        return "–"
+    return f"{float(c['median']):.4g} [{float(c['low']):.4g}, {float(c['high']):.4g}]"
+
+
 def best_proxy_config(
     state: SearchState, *, train_steps_arg: str | None = None, decay_steps_arg: str | None = None
 ) -> dict[str, Any] | None:
@@ -175,10 +200,18 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
     total_cost = sum(e.cost_trial_hours or 0.0 for e in entries)
 
     summary = []
+    blocked = ceiling_blocks_target(state)
     if best:
         e = state.proxy_tasks_map[best]
         s = e.proxy_task_stats
-        summary.append(f"Best proxy task: **{best}** ({s.stopping_state}).")
+        if blocked is None:
+            summary.append(f"Best proxy task: **{best}** ({s.stopping_state}).")
+        else:
+            summary.append(
+                f"Cheapest proxy that passed: **{best}** ({s.stopping_state}); not a good proxy against this "
+                "target, which the noise ceiling puts out of reach."
+            )
+        summary += [f"{line[0].upper()}{line[1:]}." for line in verdict_lines(state, e)]
         summary.append(
             f"Final training steps: {_fmt(s.final_training_steps)}; median training time per model at the "
             f"decision: {_fmt(s.final_training_time_in_hours, 4)} h."
@@ -202,8 +235,7 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         "Settings",
         [
             f"correlation used for decisions: {method} (both Spearman and Kendall are recorded)",
-            f"stop rule: {state.stop_rule}"
-            + (" (the CI lower bound must reach the target)" if state.stop_rule == "lower_bound" else ""),
+            f"stop rule: {state.stop_rule}" + _rule_words(state.stop_rule, targets),
             *(f"{k}: {_fmt(v)}" for k, v in targets.items() if k not in ("correlation", "stop_rule")),
         ],
     )
@@ -235,8 +267,10 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         "final steps",
         "final h",
         f"{method} at decision (n, CI)",
+        "holds if retrained",
         f"best {method}",
         "latency corr",
+        "cost per step (s, IQR)",
         "cost (trial-h)",
         "failed trials",
         "why it stopped",
@@ -256,8 +290,10 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
                 _fmt(s.final_training_steps),
                 _fmt(s.final_training_time_in_hours, 4),
                 at,
+                _hold_cell(e),
                 _fmt(e.best_correlation),
                 _fmt(s.latency_correlation),
+                _cost_cell(e),
                 _fmt(e.cost_trial_hours, 4),
                 e.num_failed_trials,
                 e.stop_reason,
@@ -326,6 +362,9 @@ def search_status_text(controller_dir: str) -> str:
             f"last {method} {_fmt(last)}  final h {_fmt(s.final_training_time_in_hours, 4)}  "
             f"cost {_fmt(e.cost_trial_hours, 4)} trial-h"
         )
-    lines.append(f"best proxy task: {state.best_proxy_task_name or '(none yet)'}")
+    best = state.best_proxy_task_name
+    lines.append(f"best proxy task: {best or '(none yet)'}")
+    if best and best in state.proxy_tasks_map:
+        lines += [f"  {line}" for line in verdict_lines(state, state.proxy_tasks_map[best])]
     lines += [f"warning: {w}" for w in state.warnings]
     return "\n".join(lines)
