@@ -10,6 +10,7 @@ killed controller resumes finished, failed and in-flight proxy tasks without dup
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -163,6 +164,12 @@ class SearchController:
         else:
             self.reference = load_reference(self.config)
             self._read_reference_latencies(self.reference)
+            unknown = [t for i, t in enumerate(self.reference.trial_ids) if self.reference.architecture(i) is None]
+            if unknown:
+                self.reference.warnings.append(
+                    f"reference trials {', '.join(unknown)}: no architecture recorded (no nas_params_str.json): "
+                    "their proxy trials get only the re-training flags, so a trainer must read those"
+                )
             self.state.reference = self.reference.to_dict()
             for w in self.reference.warnings:
                 self.state.warn(w)
@@ -306,17 +313,24 @@ class SearchController:
         assert self.reference is not None
         trainer = self.config.trainer
         flags = [(k, str(v)) for k, v in cfg.args.items()]
-        flags += [
+        retrain = (
             ("retrain_search_job_dir", self.reference.job_dir),
             ("retrain_search_job_trials", ",".join(self.reference.trial_ids)),
-        ]
+        )
+
+        def plan(trial_id: str) -> TrialPlan:
+            # a README trainer reads --nas_params_str, a reference trainer the re-training flags
+            arch = self.reference.architecture(int(trial_id) - 1) if self.reference else None
+            own = (("nas_params_str", json.dumps(arch)),) if arch is not None else ()
+            return TrialPlan(trial_id, flags=own + tuple(flags) + retrain)
+
         log_dir = self.config.runner.log_dir_for(self.storage.uri)
         return JobSpec(
             name=record.name,
             job_dir_uri=record.job_dir_uri,
             log_dir=f"{log_dir}/{record.name}",
             trainer_command=tuple(trainer.command),
-            trials=tuple(TrialPlan(t.trial_id, flags=tuple(flags)) for t in record.trials),
+            trials=tuple(plan(t.trial_id) for t in record.trials),
             desired_training_pct=None,
             max_training_time_in_hrs=self.config.training_time_hrs_limit,
             env=tuple(trainer.env.items()),

@@ -59,6 +59,7 @@ __all__ = [
     "ModelSelectionAborted",
     "ModelSelectionResult",
     "run_model_selection",
+    "architecture_of",
     "TOOL",
 ]
 
@@ -109,6 +110,19 @@ def _diagnosis(failures: dict[str, dict[str, Any]], n: int, ratio: float) -> str
         advice = failures[tids[0]].get("advice", "")
         lines.append(f"  {kind}: trials {', '.join(tids)}. {advice}")
     return "\n".join(lines)
+
+
+def architecture_of(state: dict[str, Any], iteration: int, trial_id: str) -> dict[str, Any]:
+    """The architecture trial ``trial_id`` of round ``iteration`` trains (followed back to round 0).
+
+    Round ``k > 0`` trial ``i`` re-trains trial ``source_trials[i - 1]`` of round ``k - 1``;
+    round 0's trial ids key ``state["architectures"]``. Pure; raises KeyError for an unknown trial.
+    """
+    tid = str(trial_id)
+    for k in range(iteration, 0, -1):
+        sources = state["iterations"][k]["source_trials"]
+        tid = str(sources[int(tid) - 1])
+    return dict(state["architectures"][tid])
 
 
 class _Selection:
@@ -193,19 +207,28 @@ class _Selection:
         return it
 
     def plans(self, it: dict[str, Any]) -> list[TrialPlan]:
+        """Every trial gets its architecture as ``--nas_params_str``; later rounds also the re-training flags.
+
+        A trainer written from the README reads ``--nas_params_str``; one written for the
+        reference reads the re-training flags (which name the same architecture): both work.
+        """
         cfg = self.config
         extra = tuple(cfg.trainer.flag_items())
         ids = [t["trial_id"] for t in it["job"]["trials"]]
+        k = it["iteration"]
+
+        def arch(t: str) -> tuple[tuple[str, str], ...]:
+            return (("nas_params_str", json.dumps(architecture_of(self.state, k, t))),)
+
         if it["source_trials"] is None:
-            archs = self.state["architectures"]
-            return [TrialPlan(t, (("nas_params_str", json.dumps(archs[t])),) + extra) for t in ids]
-        prev_dir = self.state["iterations"][it["iteration"] - 1]["job_dir"]
-        flags = (
+            return [TrialPlan(t, arch(t) + extra) for t in ids]
+        prev_dir = self.state["iterations"][k - 1]["job_dir"]
+        retrain = (
             ("retrain_search_job_dir", prev_dir),
             ("retrain_search_job_trials", ",".join(it["source_trials"])),
             ("retrain_use_search_job_checkpoint", "True"),
-        ) + extra
-        return [TrialPlan(t, flags) for t in ids]
+        )
+        return [TrialPlan(t, arch(t) + retrain + extra) for t in ids]
 
     def run_iteration(self, it: dict[str, Any]) -> JobResult:
         cfg = self.config

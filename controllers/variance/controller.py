@@ -155,7 +155,8 @@ class _Measurement:
         record = JobRecord.from_dict(st["copies_job"])
         st["copies_job"] = record
         flags = (
-            ("retrain_search_job_dir", st["workable_model_dir"]),
+            ("nas_params_str", json.dumps(st["workable_architecture"])),  # a README trainer reads this
+            ("retrain_search_job_dir", st["workable_model_dir"]),  # a reference trainer these
             ("retrain_search_job_trials", ",".join("1" for _ in ids)),
             ("retrain_use_search_job_checkpoint", "False"),
         ) + tuple(cfg.trainer.flag_items())
