@@ -155,7 +155,7 @@ def _has_state(controller_dir: str, stage: Stage) -> bool:
 
 
 def run_pipeline(
-    config: PipelineConfig | str, *, resume: bool = False, progress: Progress | None = None
+    config: PipelineConfig | str, *, resume: bool = False, retry_failed: bool = False, progress: Progress | None = None
 ) -> PipelineResult:
     """Runs the selected stages in order; with ``resume`` each stage continues from its own state.
 
@@ -186,10 +186,12 @@ def run_pipeline(
         progress.message(f"== {stage.replace('_', ' ')}{' (resumed)' if again else ''}: {stage_config.controller_dir}")
         start = time.monotonic()
         if stage == "search":
-            result.search = run_search(stage_config, resume=again, write_report=False, progress=progress)
+            result.search = run_search(stage_config, resume=again, retry_failed=again and retry_failed,
+                                       write_report=False, progress=progress)  # fmt: skip
             result.report_files = write_report(stage_config.controller_dir)
         else:
-            setattr(result, stage, runners[stage](stage_config, resume=again, progress=progress))
+            out = runners[stage](stage_config, resume=again, retry_failed=again and retry_failed, progress=progress)
+            setattr(result, stage, out)
         result.stage_seconds[stage] = time.monotonic() - start
     return result
 

@@ -110,6 +110,9 @@ class SearchConfig(ControllerConfig):
     noise: NoiseConfig | None = None
     plots: bool = True
     plot_interval_secs: float = Field(default=60.0, ge=0)  # redraw at most this often while monitoring
+    # a proxy whose trials all fail for one cause stops the search before the next proxy launches
+    # (the cause is likely the trainer, not the proxy); true goes on with the next proxy instead
+    continue_after_failed_proxy: bool = False
     train_steps_arg: str = "train_steps"
     decay_steps_arg: str = "decay_steps"
 

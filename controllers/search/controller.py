@@ -28,13 +28,15 @@ from controllers.engine.jobs import (
     StopAll,
     TrialPlan,
     TrialState,
+    failure_summary,
     job_dir_uri,
+    retry_failed,
     run_job,
 )
 from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.state import StateFile
-from controllers.errors import SearchAborted
+from controllers.errors import RunInterrupted, SearchAborted
 from controllers.latency.mode import latency_workers, trial_latency
 from controllers.runners import Runner
 from controllers.search import evaluate as ev
@@ -94,6 +96,7 @@ class SearchController:
         config: SearchConfig,
         *,
         resume: bool = False,
+        retry_failed: bool = False,
         runner: Runner | None = None,
         progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -101,6 +104,7 @@ class SearchController:
     ) -> None:
         self.config = config
         self.resume = resume
+        self.retry = retry_failed
         self.storage: Storage = open_storage(config.controller_dir)
         self.runner = runner
         self.progress = progress or NullProgress()
@@ -254,6 +258,14 @@ class SearchController:
         verdict = self._prepare_noise()
         configs = load_proxy_configs(self.config)
         self._register(configs)
+        if self.retry:
+            self._retry_failed()
+        if self.state.status == "aborted":
+            raise SearchAborted(
+                f"{self.state.abort_reason}\n(recorded in {self.state_file.uri}; "
+                "add --retry-failed to relaunch the failed trials)"
+            )
+        self.state.status = "running"
         self.save()
         if (
             verdict is not None
@@ -262,19 +274,76 @@ class SearchController:
             and self.config.noise.abort_if_unreachable
         ):
             raise SearchAborted(verdict.message)
-        with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
-            for cfg in configs:
-                entry = self.state.proxy_tasks_map[cfg.name]
-                if entry.status == DONE:
-                    logger.info(
-                        "proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state
-                    )
-                    continue
-                self._evaluate(cfg, entry)
+        try:
+            with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
+                for cfg in configs:
+                    entry = self.state.proxy_tasks_map[cfg.name]
+                    if entry.status == DONE:
+                        logger.info(
+                            "proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state
+                        )
+                        continue
+                    self._evaluate(cfg, entry)
+                    self._abort_if_all_failed(entry, [c.name for c in configs[configs.index(cfg) + 1 :]])
+        except RunInterrupted:
+            self.state.status = "interrupted"
+            self.save()
+            raise
         self._update_best()
         self.state.finished = True
+        self.state.status = "done"
         self.save()
         return self.state
+
+    def _abort_if_all_failed(self, entry: ProxyTaskEntry, remaining: list[str]) -> None:
+        """Every trial of the proxy failed for one cause: likely the trainer, so stop before the next proxy."""
+        n = self.reference.num_trials if self.reference else 0
+        kinds = {f.get("kind") for f in entry.failures.values()}
+        job = entry.job or {}
+        stopped = set(job.get("stopped_trials") or [])
+        # no trial finished on its own: each failed, or was stopped (or never launched) once the proxy failed
+        finished = [t for t in job.get("trials", []) if t.get("state") == TrialState.SUCCEEDED.value
+                    and t.get("trial_id") not in stopped]  # fmt: skip
+        if (
+            entry.proxy_task_stats.stopping_state != JOB_FAILED
+            or not entry.failures
+            or finished
+            or len(kinds) != 1
+            or self.config.continue_after_failed_proxy
+        ):
+            return
+        rest = f"the remaining proxies ({', '.join(remaining)}) were not launched" if remaining else "no proxy left"
+        self.state.status = "aborted"
+        self.state.abort_reason = (
+            failure_summary(entry.failures, total=n, what=f"proxy task {entry.proxy_task_name}")
+            + f"\nall failed for one cause, so {rest}: fix the trainer, then --resume --retry-failed "
+            "(or set continue_after_failed_proxy: true to go on with the next proxy)"
+        )
+        self.save()
+        raise SearchAborted(self.state.abort_reason)
+
+    def _retry_failed(self) -> None:
+        """``--retry-failed``: proxies with failed trials run those again as new attempts."""
+        log_dir = self.config.runner.log_dir_for(self.storage.uri)
+        for entry in self.state.ordered_entries():
+            if entry.job is None or not entry.failures or entry.proxy_task_stats.stopping_state != JOB_FAILED:
+                continue  # a proxy decided on its scores keeps its verdict
+            record = JobRecord.from_dict(entry.job)
+            again = retry_failed(record, log_dir=f"{log_dir}/{record.name}")
+            if not again:
+                continue
+            entry.job = record.to_dict()
+            entry.log_decision({"poll": None, "retry": again, "previous_state": entry.proxy_task_stats.stopping_state,
+                                "previous_reason": entry.stop_reason})  # fmt: skip
+            s = entry.proxy_task_stats
+            s.stopping_state, s.posted_stop_trials_message = "", False
+            s.final_training_time_in_hours = s.final_training_steps = None
+            entry.stop_reason, entry.crossing, entry.failures, entry.num_failed_trials = "", None, {}, 0
+            entry.status = RUNNING
+            self.progress.message(f"proxy task {entry.proxy_task_name}: retrying trials {', '.join(again)}")
+        self.state.abort_reason = ""
+        self.state.status = "running"
+        self.state.finished = all(e.status == DONE for e in self.state.proxy_tasks_map.values())
 
     def _register(self, configs: list[ProxyTaskConfig]) -> None:
         """Adds new configs to the map (a grown list on resume); recorded ones are kept as recorded."""
@@ -402,6 +471,12 @@ class SearchController:
         need = max(self.config.min_pairs, math.ceil(self.config.min_valid_ratio * n - 1e-9))
         return n - failed < need
 
+    def _failure_reason(self, entry: ProxyTaskEntry, failures: dict[str, Any]) -> str:
+        n = self.reference.num_trials if self.reference else 0
+        return "too few trials left for a valid correlation: " + failure_summary(
+            failures, total=n, what=f"proxy task {entry.proxy_task_name}"
+        )
+
     def _apply_decision(self, entry: ProxyTaskEntry, decision: StopDecision) -> None:
         s = entry.proxy_task_stats
         s.stopping_state = decision.state
@@ -436,7 +511,7 @@ class SearchController:
             and self._too_many_failures(entry.num_failed_trials)
         ):
             entry.proxy_task_stats.stopping_state = JOB_FAILED
-            entry.stop_reason = f"{entry.num_failed_trials} trials failed: too few left for a valid correlation"
+            entry.stop_reason = self._failure_reason(entry, view.failures)
             entry.log_decision(
                 {"poll": view.poll_index, "stop": True, "state": JOB_FAILED, "reason": entry.stop_reason}
             )
@@ -477,6 +552,8 @@ class SearchController:
         entry.cost_trial_hours = ev.cost_trial_hours(metrics)
         entry.failures = {t.trial_id: t.failure.to_dict() for t in result.trials if t.failure is not None}
         entry.num_failed_trials = len(result.failed)
+        if s.stopping_state == JOB_FAILED:  # decided while monitoring: name every failure now
+            entry.stop_reason = self._failure_reason(entry, entry.failures)
         if not s.stopping_state:
             decision = ev.decide(stats, self.targets, best_hours)
             entry.log_decision(ev.decision_record(stats, self.targets, best_hours, decision, poll=None))
@@ -484,7 +561,7 @@ class SearchController:
                 self._apply_decision(entry, decision)
             elif self._too_many_failures(entry.num_failed_trials):
                 s.stopping_state = JOB_FAILED
-                entry.stop_reason = f"{entry.num_failed_trials} trials failed: too few left for a valid correlation"
+                entry.stop_reason = self._failure_reason(entry, {t.trial_id: t.failure for t in result.failed if t.failure})
             else:
                 s.stopping_state = RAN_TILL_COMPLETION
                 entry.stop_reason = decision.reason
@@ -583,7 +660,9 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
-def run_search(config: Any, *, resume: bool = False, write_report: bool = True, **options: Any) -> Any:
+def run_search(
+    config: Any, *, resume: bool = False, retry_failed: bool = False, write_report: bool = True, **options: Any
+) -> Any:
     """Runs (or resumes) a search and writes the report; returns the final ``SearchState``.
 
     Args:
@@ -598,7 +677,7 @@ def run_search(config: Any, *, resume: bool = False, write_report: bool = True, 
 
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config, SearchConfig)
-    state = SearchController(config, resume=resume, **options).run()
+    state = SearchController(config, resume=resume, retry_failed=retry_failed, **options).run()
     if write_report:
         _write_report(config.controller_dir)
     return state

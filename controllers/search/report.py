@@ -326,6 +326,11 @@ def search_status_text(controller_dir: str) -> str:
             f"last {method} {_fmt(last)}  final h {_fmt(s.final_training_time_in_hours, 4)}  "
             f"cost {_fmt(e.cost_trial_hours, 4)} trial-h"
         )
+        if e.failures and e.stop_reason:  # the recorded cause: reason, last log lines, log path
+            lines += [f"    {line}" for line in e.stop_reason.splitlines()]
     lines.append(f"best proxy task: {state.best_proxy_task_name or '(none yet)'}")
+    lines.append(f"status: {state.status}")
+    if state.abort_reason:
+        lines += state.abort_reason.splitlines()
     lines += [f"warning: {w}" for w in state.warnings]
     return "\n".join(lines)
