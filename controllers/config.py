@@ -244,6 +244,8 @@ class ControllerConfig(StrictModel):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    # the accuracy of a random guess (0.1 for 10 balanced classes): scores at that level are "at chance"
+    chance_accuracy: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _latency_wait(self) -> ControllerConfig:

@@ -71,6 +71,7 @@ class PipelineConfig(StrictModel):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    chance_accuracy: float | None = Field(default=None, ge=0)
     stages: list[Stage] = Field(default_factory=lambda: list(STAGES), min_length=1)
     variance: dict[str, Any] = Field(default_factory=dict)
     model_selection: dict[str, Any] = Field(default_factory=dict)
@@ -88,7 +89,9 @@ class PipelineConfig(StrictModel):
 
 def _stage_dict(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     section = dict(getattr(config, stage))
-    for shared in ("controller_dir", "trainer", "search_space", "runner", "timeouts", "latency", "seed", "job_name"):
+    shared_keys = ("controller_dir", "trainer", "search_space", "runner", "timeouts", "latency", "seed", "job_name",
+                   "chance_accuracy")  # fmt: skip
+    for shared in shared_keys:
         if shared in section:
             raise ValueError(f"{stage}.{shared}: set it once at the top level of the pipeline config")
     trainer = config.trainer.model_dump()
@@ -104,6 +107,7 @@ def _stage_dict(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
         "runner": config.runner.model_dump(exclude_none=True),
         "timeouts": config.timeouts.model_dump(),
         "latency": config.latency.model_dump(exclude_none=True),
+        "chance_accuracy": config.chance_accuracy,
     }
     if stage != "search":
         base["search_space"] = config.search_space.model_dump(exclude_none=True)

@@ -56,7 +56,15 @@ from controllers.search.state import (
 )
 from controllers.search.step_stats import StepStats, compute_step_stats
 from controllers.search.verdicts import SeedNoise, Verdict, ceiling_verdict, closeness_to_ceiling, read_seed_noise
-from controllers.stats import SUCCESSFUL_STATES, Ceiling, StopDecision, best_proxy
+from controllers.stats import (
+    SUCCESSFUL_STATES,
+    Ceiling,
+    StopDecision,
+    best_proxy,
+    check_same_scale,
+    degenerate_scores,
+    score_scale,
+)
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import Storage, open_storage
 
@@ -124,6 +132,7 @@ class SearchController:
             method=config.correlation,
         )
         self._lease: Lease | None = None
+        self.seed_std: float | None = None
 
     # -- state ----------------------------------------------------------------------------
 
@@ -201,6 +210,34 @@ class SearchController:
         assert self.reference is not None
         return sum(v is not None for v in self.reference.latencies) >= self.config.min_pairs
 
+    def _check_variance_scale(self, variance_dir: str) -> None:
+        """The variance copies' scores and the reference scores must share a scale (the ceiling compares them)."""
+        from controllers.search.state import read_folder_json
+        from controllers.variance.controller import VARIANCE_RESULT_FILE
+
+        assert self.reference is not None
+        obj, path = read_folder_json(open_storage(variance_dir), VARIANCE_RESULT_FILE, missing="finish the variance "
+                                     "measurement or give noise.seed_std (noise.variance_dir)")  # fmt: skip
+        finals = obj.get("final_accuracies")
+        copies = [v for v in finals.values() if isinstance(v, (int, float))] if isinstance(finals, dict) else []
+        problem = check_same_scale(
+            self.reference.accuracies, f"the reference ({self.reference.source})", copies, f"the seed noise ({path})"
+        )
+        if problem:
+            raise ConfigurationError(problem)
+
+    def _check_reference_scores(self) -> None:
+        """Reference scores that cannot be ranked stop the search before any money is spent."""
+        assert self.reference is not None
+        check = degenerate_scores(self.reference.accuracies, what="reference models", seed_std=self.seed_std,
+                                  chance=self.config.chance_accuracy)  # fmt: skip
+        if check is None:
+            return
+        self.state.status = "aborted"
+        self.state.abort_reason = f"{check.reason} (reference: {self.reference.source})"
+        self.save()
+        raise SearchAborted(self.state.abort_reason)
+
     def _prepare_noise(self) -> Verdict | None:
         noise_cfg = self.config.noise
         if noise_cfg is None:
@@ -210,9 +247,16 @@ class SearchController:
         mean = sum(valid) / len(valid) if valid else None
         if noise_cfg.seed_std is not None:
             noise = SeedNoise(noise_cfg.seed_std, "noise.seed_std in the config")
+            if score_scale(valid) == "fraction" and noise.seed_std > 1.0:
+                raise ConfigurationError(
+                    f"noise.seed_std {noise.seed_std:g} is in percent but the reference ({self.reference.source}) "
+                    "is in fractions: put both on one scale before comparing them"
+                )
         else:
             assert noise_cfg.variance_dir is not None
+            self._check_variance_scale(noise_cfg.variance_dir)
             noise = read_seed_noise(noise_cfg.variance_dir, reference_mean=mean)
+        self.seed_std = noise.seed_std
         verdict = ceiling_verdict(
             self.reference.accuracies,
             noise,
@@ -256,6 +300,7 @@ class SearchController:
         self._load_or_create_state()
         self._prepare_reference()
         verdict = self._prepare_noise()
+        self._check_reference_scores()
         configs = load_proxy_configs(self.config)
         self._register(configs)
         if self.retry:
@@ -552,6 +597,18 @@ class SearchController:
         entry.cost_trial_hours = ev.cost_trial_hours(metrics)
         entry.failures = {t.trial_id: t.failure.to_dict() for t in result.trials if t.failure is not None}
         entry.num_failed_trials = len(result.failed)
+        assert self.reference is not None
+        problem = check_same_scale(
+            self.reference.accuracies, f"the reference ({self.reference.source})",
+            [m.final_accuracy if m is not None else None for m in metrics],
+            f"the trial scores of proxy task {entry.proxy_task_name}",
+        )  # fmt: skip
+        if problem:  # a correlation would not care, but every accuracy target and cost comparison would be wrong
+            entry.status, entry.stop_reason = DONE, problem
+            entry.job = run.record.to_dict()
+            self.state.status, self.state.abort_reason = "aborted", problem
+            self.save()
+            raise SearchAborted(problem)
         if s.stopping_state == JOB_FAILED:  # decided while monitoring: name every failure now
             entry.stop_reason = self._failure_reason(entry, entry.failures)
         if not s.stopping_state:

@@ -52,7 +52,14 @@ from controllers.errors import ModelSelectionAborted, RunInterrupted
 from controllers.latency.mode import latency_workers, missing_latency_hint, trial_latency
 from controllers.runners.base import Runner
 from controllers.selection.config import ModelSelectionConfig
-from controllers.stats import FINAL_ROUND_PCT, Candidate, filter_candidates, next_desired_pct, num_models_to_remove
+from controllers.stats import (
+    FINAL_ROUND_PCT,
+    Candidate,
+    degenerate_scores,
+    filter_candidates,
+    next_desired_pct,
+    num_models_to_remove,
+)
 from proxy_task_utils import protocol as p
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import open_storage
@@ -282,7 +289,9 @@ class _Selection:
             self.save()
             raise ModelSelectionAborted(self.state["abort_reason"])
         desired = it["desired_training_step_pct"]
-        if desired == FINAL_ROUND_PCT:
+        final = desired == FINAL_ROUND_PCT
+        self._check_scores(it, result, final=final)
+        if final:
             it["done"] = True
             self.state["status"] = "done"
             self.state["final_job_dir"] = it["job_dir"]
@@ -319,6 +328,30 @@ class _Selection:
         it["done"] = True
         self.save()
         crash_point("after_round")
+
+    def _check_scores(self, it: dict[str, Any], result: JobResult, *, final: bool) -> None:
+        """All equal in any round, or at chance in the final one: a diagnosis, never a reference."""
+        cfg, k = self.config, it["iteration"]
+        pct = None if final else it["desired_training_step_pct"]
+        scores = []
+        for t in result.trials:
+            m = t.metrics
+            if t.state is TrialState.SUCCEEDED and m is not None:
+                scores.append(m.final_accuracy if pct is None else m.accuracy_at_pct(pct))
+        what = f"models of {'the final round' if final else f'round {k}'}"
+        check = degenerate_scores(scores, what=what, chance=cfg.chance_accuracy)
+        if check is None:
+            return
+        if check.kind == "at_chance" and not final:  # early rounds may still be at chance: say so, go on
+            self.state.setdefault("warnings", [])
+            if check.reason not in self.state["warnings"]:
+                self.state["warnings"].append(check.reason)
+            self.progress.message(f"warning: {check.reason}")
+            return
+        self.state["status"] = "aborted"
+        self.state["abort_reason"] = f"round {k}: {check.reason}"
+        self.save()
+        raise ModelSelectionAborted(self.state["abort_reason"])
 
     def _plot(self, it: dict[str, Any], kept: list[str], removed: list[str]) -> None:
         from controllers.selection.plots import FILTERED_TRIAL_SCORES_FILE, filtered_trial_scores_png

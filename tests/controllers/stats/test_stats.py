@@ -56,7 +56,8 @@ def test_public_api_is_curated():
         "bootstrap_interval", "coefficient_of_variation", "crossing_point", "decide_stop", "desired_training_pcts",
         "filter_candidates", "mean_smoothness", "median_accuracy_and_hours", "next_desired_pct", "noise_ceiling",
         "num_models_to_remove", "prob_target_reachable", "rank_correlation", "seed_std", "smoothness",
-        "smoothness_sample_points", "trial_id_sort_key",
+        "smoothness_sample_points", "trial_id_sort_key", "ScoreCheck", "check_same_scale", "degenerate_scores",
+        "score_scale",
     }  # fmt: skip
     assert set(S.__all__) == expected
     for name in S.__all__:
