@@ -300,7 +300,6 @@ class SearchController:
         self._load_or_create_state()
         self._prepare_reference()
         verdict = self._prepare_noise()
-        self._check_reference_scores()
         configs = load_proxy_configs(self.config)
         self._register(configs)
         if self.retry:
@@ -319,6 +318,7 @@ class SearchController:
             and self.config.noise.abort_if_unreachable
         ):
             raise SearchAborted(verdict.message)
+        self._check_reference_scores()
         try:
             with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
                 for cfg in configs:

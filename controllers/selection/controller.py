@@ -312,10 +312,26 @@ class _Selection:
                 if lat is None and mode != "none":
                     it["latency_problems"][t.trial_id] = problem or missing_latency_hint(job.child(t.trial_id), mode)
             it["scores"][t.trial_id] = {"accuracy": acc, "latency": lat, "state": t.state.value}
-            candidates.append(Candidate(t.trial_id, acc, lat if cfg.require_latency else None))
+            candidates.append(Candidate(t.trial_id, acc, lat))
+        scored = [c for c in candidates if c.accuracy is not None]
+        missing = [c.trial_id for c in scored if c.latency is None]
+        if cfg.require_latency and missing:  # an error, not a quiet accuracy-only round
+            problems = "; ".join(f"trial {t}: {it['latency_problems'].get(t, 'no latency')}" for t in missing[:3])
+            self.state["status"] = "aborted"
+            self.state["abort_reason"] = (
+                f"round {it['iteration']}: require_latency is true but trials {trial_ranges(missing)} have no "
+                f"latency ({problems})"
+            )
+            self.save()
+            raise ModelSelectionAborted(self.state["abort_reason"])
+        # as the reference: spread in (accuracy, latency) whenever every scored candidate has a latency
+        use_latency = bool(scored) and not missing
+        it["spread"] = "accuracy, latency" if use_latency else "accuracy"
+        if not use_latency:
+            candidates = [Candidate(c.trial_id, c.accuracy, None) for c in candidates]
         n_remove = num_models_to_remove(it["num_trials"], cfg.final_num_models, cfg.num_models_to_remove_per_iter)
         fr = filter_candidates(candidates, n_remove, min_kept=cfg.min_num_filtered_trials,
-                               require_latency=cfg.require_latency)  # fmt: skip
+                               require_latency=use_latency)  # fmt: skip
         it["trials_to_retrain"] = list(fr.kept)
         it["filter"] = {"kept": fr.kept, "removed": fr.removed, "invalid": fr.invalid, "reasons": fr.reasons,
                         "num_to_remove": n_remove}  # fmt: skip
