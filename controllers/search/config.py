@@ -113,8 +113,9 @@ class SearchConfig(ControllerConfig):
     # a proxy whose trials all fail for one cause stops the search before the next proxy launches
     # (the cause is likely the trainer, not the proxy); true goes on with the next proxy instead
     continue_after_failed_proxy: bool = False
-    train_steps_arg: str = "train_steps"
-    decay_steps_arg: str = "decay_steps"
+    # older spellings of trainer.length_flag / trainer.decay_flag (in steps); prefer the trainer section
+    train_steps_arg: str | None = None
+    decay_steps_arg: str | None = None
 
     @model_validator(mode="after")
     def _some_rule(self) -> SearchConfig:

@@ -165,11 +165,18 @@ class SearchController:
             "min_valid_ratio": self.config.min_valid_ratio,
             "bootstrap_resamples": self.config.bootstrap_resamples,
             "confidence": self.config.confidence,
-            "train_steps_arg": self.config.train_steps_arg,
-            "decay_steps_arg": self.config.decay_steps_arg,
+            "length": self._length_settings(),
             "base_args": dict(self.config.trainer.args),
             "latency_mode": self.config.latency.mode,
         }
+
+    def _length_settings(self) -> dict[str, Any]:
+        length = self.config.trainer.length_settings()
+        if length["flag"] is None and self.config.train_steps_arg:
+            length.update(flag=self.config.train_steps_arg, unit="steps")
+        if length["decay_flag"] is None and self.config.decay_steps_arg:
+            length.update(decay_flag=self.config.decay_steps_arg, decay_unit="steps")
+        return length
 
     def _prepare_reference(self) -> None:
         if self.state.reference:  # resume: the recorded scores decided earlier proxies; keep them

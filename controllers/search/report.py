@@ -143,11 +143,22 @@ def best_proxy_config(
     steps = _train_steps_count(entry)
     if steps is None:
         return None
-    ts_arg = train_steps_arg or state.settings.get("train_steps_arg", "train_steps")
-    ds_arg = decay_steps_arg or state.settings.get("decay_steps_arg", "decay_steps")
+    length = _length_settings(state, train_steps_arg, decay_steps_arg)
     args = dict(entry.args)
-    args[ts_arg] = steps
-    args[ds_arg] = steps
+    notes = []
+    for flag, unit in ((length.get("flag"), length.get("unit")), (length.get("decay_flag"), length.get("decay_unit"))):
+        if not flag:
+            continue
+        if unit == "epochs":
+            per = int(length.get("steps_per_epoch") or 1)
+            args[flag] = int(math.ceil(steps / per))
+            notes.append(f"{flag} = {args[flag]} epochs ({steps} steps at {per} steps per epoch)")
+        else:
+            args[flag] = steps
+            notes.append(f"{flag} = {steps} steps")
+    if not notes:
+        notes.append("the trainer declares no length flag (trainer.length_flag): args are the proxy's own; "
+                     f"stop its training after {steps} steps")  # fmt: skip
     s = entry.proxy_task_stats
     return {
         "proxy_task_name": name,
@@ -157,9 +168,23 @@ def best_proxy_config(
         "stopping_state": s.stopping_state,
         "correlation_method": state.correlation_method,
         "correlation_at_decision": _correlation_at_decision(entry, state.correlation_method),
-        "note": f"{ts_arg} is the proxy's final training steps + 1 (a step count); {ds_arg} equals it so a "
-        "cosine learning-rate decay ends near zero at the new length",
+        "note": "; ".join(notes) + " (the proxy's final training step + 1; a decay flag gets the same length so "
+        "a cosine learning-rate decay ends near zero at the new length)",
     }
+
+
+def _length_settings(state: SearchState, train_steps_arg: str | None, decay_steps_arg: str | None) -> dict[str, Any]:
+    """The declared length flags; states written before ``trainer.length_flag`` keep their two step flags."""
+    if "length" in state.settings:
+        length = dict(state.settings["length"] or {})
+    else:
+        length = {"flag": state.settings.get("train_steps_arg", "train_steps"), "unit": "steps",
+                  "decay_flag": state.settings.get("decay_steps_arg", "decay_steps"), "decay_unit": "steps"}  # fmt: skip
+    if train_steps_arg:
+        length.update(flag=train_steps_arg, unit="steps")
+    if decay_steps_arg:
+        length.update(decay_flag=decay_steps_arg, decay_unit="steps")
+    return length
 
 
 def build_report(state: SearchState, *, controller_uri: str, existing_files: set[str] | None = None) -> Report:

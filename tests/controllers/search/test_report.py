@@ -131,3 +131,35 @@ def test_report_refuses_a_bad_state(tmp_path, broken):
     (tmp_path / "SEARCH_CONTROLLER_STATE.json").write_text(broken)
     with pytest.raises(ValueError):
         write_report(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("length", "expected"),
+    [
+        # nothing declared: the proxy's own args, no flag added (a strict argparse trainer keeps working)
+        ({"flag": None, "unit": "steps", "decay_flag": None}, {"lr": 0.1, "train_data_pct": 25, "train_steps": 9999}),
+        # a length in epochs and no decay flag: exactly one flag set
+        ({"flag": "num_epochs", "unit": "epochs", "steps_per_epoch": 100, "decay_flag": None},
+         {"lr": 0.1, "train_data_pct": 25, "train_steps": 9999, "num_epochs": 12}),
+        # steps for the length, epochs for the decay
+        ({"flag": "train_steps", "unit": "steps", "steps_per_epoch": 500, "decay_flag": "decay_epochs",
+          "decay_unit": "epochs"}, {"lr": 0.1, "train_data_pct": 25, "train_steps": 1102, "decay_epochs": 3}),
+    ],
+)  # fmt: skip
+def test_best_proxy_config_sets_exactly_the_declared_length_flags(length, expected):
+    st = _state()
+    st.settings = {"length": length}
+    cfg = best_proxy_config(st)
+    assert cfg["args"] == expected
+    if length["flag"] is None:
+        assert "declares no length flag" in cfg["note"] and "1102 steps" in cfg["note"]
+
+
+def test_trainer_section_declares_the_length():
+    from controllers.config import ConfigError, TrainerConfig, parse_config
+
+    t = parse_config({"command": ["x"], "length_flag": "num_epochs", "length_unit": "epochs", "steps_per_epoch": 50},
+                     TrainerConfig)  # fmt: skip
+    assert t.length_settings()["unit"] == "epochs"
+    with pytest.raises(ConfigError, match="steps_per_epoch is required"):
+        parse_config({"command": ["x"], "length_flag": "num_epochs", "length_unit": "epochs"}, TrainerConfig)
