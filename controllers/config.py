@@ -78,9 +78,7 @@ class TrainerConfig(StrictModel):
         if self.decay_flag:
             units.add(self.decay_unit or self.length_unit)
         if "epochs" in units and self.steps_per_epoch is None:
-            raise ValueError(
-                "trainer.steps_per_epoch is required when a length is in epochs (the metrics count steps)"
-            )
+            raise ValueError("trainer.steps_per_epoch is required when a length is in epochs (the metrics count steps)")
         if self.length_flag is not None and self.length_flag == self.decay_flag:
             raise ValueError(f"trainer.length_flag and trainer.decay_flag are both {self.length_flag!r}")
         return self

@@ -213,12 +213,14 @@ def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
 def summary_text(result: PipelineResult) -> str:
     """The closing summary: best proxy, its correlation with CI, cost vs full training, ceiling, files."""
     from controllers.search.report import best_proxy_config, load_search_state
+    from controllers.units import human_duration, human_hours
     from controllers.variance.report import seed_noise_line
     from proxy_task_utils.storage import open_storage
 
-    lines = [f"Proxy-task design finished in {sum(result.stage_seconds.values()):.0f} s: {result.output_dir}"]
+    total = human_duration(sum(result.stage_seconds.values()))
+    lines = [f"Proxy-task design finished in {total}: {result.output_dir}"]
     for stage, secs in result.stage_seconds.items():
-        lines.append(f"  {stage.replace('_', ' '):<16} {secs:7.1f} s")
+        lines.append(f"  {stage.replace('_', ' '):<16} {human_duration(secs):>10}")
     res = getattr(result.variance, "result", None)
     if isinstance(res, dict) and (line := seed_noise_line(res)) is not None:
         lines.append(line)
@@ -256,8 +258,8 @@ def summary_text(result: PipelineResult) -> str:
 
             full = statistics.median(ref_hours)
             lines.append(
-                f"Cost per model: {hours * 3600:.1f} s with the proxy vs {full * 3600:.1f} s of full training "
-                f"({hours / full:.0%}); evaluating this proxy cost {entry.cost_trial_hours * 3600:.0f} trial-seconds"
+                f"Cost per model: {human_hours(hours)} with the proxy vs {human_hours(full)} of full training "
+                f"({hours / full:.0%}); evaluating this proxy cost {human_hours(entry.cost_trial_hours)} of trial time"
             )
         lines.append(f"Proxy args for the NAS search: {best['args']}")
     for key in ("markdown", "html", "best_proxy_task"):

@@ -284,7 +284,12 @@ class _Loop:
             # it ended because Ctrl-C told it to: not a result; launched again (same folder) on resume
             self.forced.pop(tid, None)
             t.state, t.handle, t.launch_token, t.launches, t.exit_code, t.failure = (
-                TrialState.PENDING, None, None, 0, None, None
+                TrialState.PENDING,
+                None,
+                None,
+                0,
+                None,
+                None,
             )
             del self.live[tid]
             self.beat_due.pop(tid, None)
@@ -554,7 +559,12 @@ def retry_failed(record: JobRecord, *, log_dir: str) -> list[str]:
             "files": storage.child_uri(aside), "log": kept_log if os.path.exists(kept_log) else "",
         })  # fmt: skip
         t.state, t.launch_token, t.handle, t.exit_code, t.failure, t.launches = (
-            TrialState.PENDING, None, None, None, None, 0
+            TrialState.PENDING,
+            None,
+            None,
+            None,
+            None,
+            0,
         )
         again.append(t.trial_id)
     if again:

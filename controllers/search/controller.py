@@ -625,7 +625,9 @@ class SearchController:
                 self._apply_decision(entry, decision)
             elif self._too_many_failures(entry.num_failed_trials):
                 s.stopping_state = JOB_FAILED
-                entry.stop_reason = self._failure_reason(entry, {t.trial_id: t.failure for t in result.failed if t.failure})
+                entry.stop_reason = self._failure_reason(
+                    entry, {t.trial_id: t.failure for t in result.failed if t.failure}
+                )
             else:
                 s.stopping_state = RAN_TILL_COMPLETION
                 entry.stop_reason = decision.reason

@@ -17,6 +17,7 @@ from typing import Any
 
 from controllers.search.plots import plot_file_names
 from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState, read_folder_json
+from controllers.units import human_hours
 from proxy_task_utils.storage import Storage, open_storage
 
 __all__ = [
@@ -206,19 +207,21 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         summary.append(f"Best proxy task: **{best}** ({s.stopping_state}).")
         summary.append(
             f"Final training steps: {_fmt(s.final_training_steps)}; median training time per model at the "
-            f"decision: {_fmt(s.final_training_time_in_hours, 4)} h."
+            f"decision: {human_hours(s.final_training_time_in_hours)}."
         )
         if ref_hours and s.final_training_time_in_hours is not None:
             ratio = s.final_training_time_in_hours / ref_hours
             summary.append(
-                f"Savings vs full training: {_fmt(ref_hours, 4)} h per model fully trained (median) -> "
-                f"{_fmt(s.final_training_time_in_hours, 4)} h with the proxy ({ratio:.1%} of the time, "
+                f"Savings vs full training: {human_hours(ref_hours)} per model fully trained (median) -> "
+                f"{human_hours(s.final_training_time_in_hours)} with the proxy ({ratio:.1%} of the time, "
                 f"{1 - ratio:.1%} saved per NAS trial)."
             )
-        summary.append(f"Cost of evaluating this proxy: {_fmt(e.cost_trial_hours, 4)} trial-hours.")
+        summary.append(f"Cost of evaluating this proxy: {human_hours(e.cost_trial_hours)} of trial time.")
     else:
         summary.append("No proxy task met the target: see below why each one stopped.")
-    summary.append(f"Total cost of the search: {_fmt(total_cost, 4)} trial-hours over {len(entries)} proxy tasks.")
+    summary.append(
+        f"Total cost of the search: {human_hours(total_cost)} of trial time over {len(entries)} proxy tasks."
+    )
     if not state.finished:
         summary.append("The search has not finished: this report shows the state so far.")
     rep.add("Summary", *summary)
@@ -240,7 +243,7 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
     if valid:
         ref_lines.append(f"accuracy range: {min(valid):.4f} .. {max(valid):.4f}")
     if ref_hours is not None:
-        ref_lines.append(f"median full-training time per model: {_fmt(ref_hours, 4)} h")
+        ref_lines.append(f"median full-training time per model: {human_hours(ref_hours)}")
     rep.add("Reference models", ref_lines)
 
     if state.noise_ceiling:
@@ -258,11 +261,11 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         "proxy",
         "state",
         "final steps",
-        "final h",
+        "time per model",
         f"{method} at decision (n, CI)",
         f"best {method}",
         "latency corr",
-        "cost (trial-h)",
+        "cost (trial time)",
         "failed trials",
         "why it stopped",
     ]
@@ -279,11 +282,11 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
                 e.proxy_task_name + (" **(best)**" if e.proxy_task_name == best else ""),
                 s.stopping_state or e.status,
                 _fmt(s.final_training_steps),
-                _fmt(s.final_training_time_in_hours, 4),
+                human_hours(s.final_training_time_in_hours),
                 at,
                 _fmt(e.best_correlation),
                 _fmt(s.latency_correlation),
-                _fmt(e.cost_trial_hours, 4),
+                human_hours(e.cost_trial_hours),
                 e.num_failed_trials,
                 e.stop_reason,
             )
@@ -348,8 +351,8 @@ def search_status_text(controller_dir: str) -> str:
         last = next((c for c in reversed(s.accuracy_correlation_over_step) if c is not None), None)
         lines.append(
             f"  {e.proxy_task_name:<28} {e.status:<8} {s.stopping_state or '-':<30} steps {len(s.training_steps):>4} "
-            f"last {method} {_fmt(last)}  final h {_fmt(s.final_training_time_in_hours, 4)}  "
-            f"cost {_fmt(e.cost_trial_hours, 4)} trial-h"
+            f"last {method} {_fmt(last)}  time per model {human_hours(s.final_training_time_in_hours)}  "
+            f"cost {human_hours(e.cost_trial_hours)} of trials"
         )
         if e.failures and e.stop_reason:  # the recorded cause: reason, last log lines, log path
             lines += [f"    {line}" for line in e.stop_reason.splitlines()]

@@ -11,13 +11,13 @@ from __future__ import annotations
 from controllers.stats._correlation import Correlation, bootstrap_interval, both_correlations, rank_correlation
 from controllers.stats._filtering import Candidate, FilterResult, filter_candidates, trial_id_sort_key
 from controllers.stats._noise import Ceiling, noise_ceiling, prob_target_reachable
-from controllers.stats._scores import ScoreCheck, check_same_scale, degenerate_scores, score_scale
 from controllers.stats._schedule import (
     FINAL_ROUND_PCT,
     desired_training_pcts,
     next_desired_pct,
     num_models_to_remove,
 )
+from controllers.stats._scores import ScoreCheck, check_same_scale, degenerate_scores, score_scale
 from controllers.stats._stopping import (
     EXCEEDED_BEST_TRAIN_TIME,
     EXCEEDED_TRAIN_TIME_LIMIT,

@@ -138,7 +138,9 @@ class _Measurement:
                 if last is not None:  # the cause, as recorded: the last log lines and the log's path
                     tail = failure_summary({"1": last["failure_detail"]}, total=1, what=f"attempt {last['attempt']}")
                     lines += tail.splitlines()[1:]
-                st["abort_reason"] = f"Could not find a workable model in {len(attempts)} attempts:\n" + "\n".join(lines)
+                st["abort_reason"] = f"Could not find a workable model in {len(attempts)} attempts:\n" + "\n".join(
+                    lines
+                )
                 st["status"] = "aborted"
                 self.save()
                 raise VarianceError(st["abort_reason"])
@@ -211,8 +213,12 @@ class _Measurement:
                      f"at most {cfg.max_failure_ratio:.0%} may fail)"]  # fmt: skip
             if failures:
                 lines.append(failure_summary(failures, total=cfg.num_copies, what="the variance copies"))
-            lines += [f"  copy {f['trial_id']}: {f['kind']}: {f['message']}" for f in failed if f["kind"] == "incomplete"]
-            lines.append("fix the cause, then continue with --resume --retry-failed (the failed copies' files are kept)")
+            lines += [
+                f"  copy {f['trial_id']}: {f['kind']}: {f['message']}" for f in failed if f["kind"] == "incomplete"
+            ]
+            lines.append(
+                "fix the cause, then continue with --resume --retry-failed (the failed copies' files are kept)"
+            )
             st["abort_reason"] = "\n".join(lines)
             st["status"] = "aborted"
             self.save()

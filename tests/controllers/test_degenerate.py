@@ -53,7 +53,9 @@ def test_scales():
     assert score_scale([None]) is None
     assert check_same_scale([0.5, 0.7], "ref", [0.6], "noise") is None
     message = check_same_scale([55.0, 72.3], "the reference (table r.csv)", [0.6, 0.61], "the seed noise (v.json)")
-    assert "the reference (table r.csv) is in percent" in message and "the seed noise (v.json) is in fractions" in message
+    assert (
+        "the reference (table r.csv) is in percent" in message and "the seed noise (v.json) is in fractions" in message
+    )
 
 
 # -- through the CLI -----------------------------------------------------------------------
@@ -118,8 +120,10 @@ def test_model_selection_stops_when_every_model_scores_the_same(tmp_path):
     data = {
         "controller_dir": str(tmp_path / "ms"),
         "job_name": "ms",
-        "trainer": {"command": REPLAY, "args": {"train_steps": 20, "cycle_steps": 5, "curve": "table:0.595",
-                                                "noise": 0}},  # fmt: skip
+        "trainer": {
+            "command": REPLAY,
+            "args": {"train_steps": 20, "cycle_steps": 5, "curve": "table:0.595", "noise": 0},
+        },  # fmt: skip
         "search_space": {"choices": {"quality": [0.3, 0.5, 0.7, 0.9]}},
         "timeouts": FAST,
         "start_num_models": 4,

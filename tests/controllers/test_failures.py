@@ -45,8 +45,13 @@ def test_trial_ranges():
 def test_failure_summary_names_cause_tail_and_log_path():
     tail = "\n".join(f"line {i}" for i in range(30)) + "\nModuleNotFoundError: No module named 'myproj.nope'"
     failures = {
-        str(i): Failure(FailureKind.CRASH, "exit code 1: ModuleNotFoundError: No module named 'myproj.nope'",
-                        "the trainer exited with an error", tail, f"/logs/{i}/trainer.log")  # fmt: skip
+        str(i): Failure(
+            FailureKind.CRASH,
+            "exit code 1: ModuleNotFoundError: No module named 'myproj.nope'",
+            "the trainer exited with an error",
+            tail,
+            f"/logs/{i}/trainer.log",
+        )  # fmt: skip
         for i in range(1, 11)
     }
     text = failure_summary(failures, total=10, what="round 2", allowed=0.2)
@@ -80,7 +85,9 @@ def test_a_failed_final_round_exits_1_with_the_cause_and_retry_failed_recovers(t
     cfg = _write(tmp_path / "ms.yaml", _selection(ctl, "1:crash,2:crash,3:crash,4:crash"))
     done = _cli("select-models", cfg, "--no-progress")
     assert done.returncode == 1 and "aborted: " in done.stderr, done.stdout + done.stderr
-    assert "Traceback (most recent call last):\n  File" not in done.stderr  # the log line is quoted, no traceback of ours
+    assert (
+        "Traceback (most recent call last):\n  File" not in done.stderr
+    )  # the log line is quoted, no traceback of ours
     log = ctl / "logs" / "Model_Selection_ms_iter_1" / "1" / "trainer.log"
     for text in (done.stderr, _cli("status", str(ctl)).stdout):
         assert "trials of round 1 failed" in text
@@ -127,7 +134,9 @@ def test_variance_copies_apply_the_failure_ratio_and_show_the_cause(tmp_path):
         "min_successful_copies": 2,
     }
     done = _cli("measure-variance", _write(tmp_path / "v.yaml", data), "--no-progress")
-    assert done.returncode == 1 and "aborted: " in done.stderr, done.stdout + done.stderr  # 1 of 4 = 25 % > the 20 % allowed
+    assert done.returncode == 1 and "aborted: " in done.stderr, (
+        done.stdout + done.stderr
+    )  # 1 of 4 = 25 % > the 20 % allowed
     assert "oom: trial 2: out of memory" in done.stderr and "CUDA out of memory" in done.stderr
     assert str(ctl / "logs" / "Variance_copies_v" / "2" / "trainer.log") in done.stderr
     status = _cli("status", str(ctl)).stdout
@@ -160,10 +169,12 @@ def test_search_aborts_when_every_trial_of_a_proxy_fails_for_one_cause(tmp_path)
         "runner": {"max_parallel_trials": 3},
         "timeouts": FAST,
         "reference": {"table": _search_reference(tmp_path)},
-        "proxy_tasks": {"configs": [
-            {"name": "broken", "args": {"retrain_failure_plan": ",".join(f"{k}:crash" for k in range(1, 7))}},
-            {"name": "fine", "args": {"train_steps": 10}},
-        ]},  # fmt: skip
+        "proxy_tasks": {
+            "configs": [
+                {"name": "broken", "args": {"retrain_failure_plan": ",".join(f"{k}:crash" for k in range(1, 7))}},
+                {"name": "fine", "args": {"train_steps": 10}},
+            ]
+        },  # fmt: skip
         "desired_accuracy_correlation": 0.5,
         "desired_latency_correlation": None,
         "bootstrap_resamples": 50,

@@ -86,8 +86,9 @@ def test_ctrl_c_saves_the_state_as_interrupted_and_resume_finishes(tmp_path, det
         for t in it["job"]["trials"]:
             assert t["state"] == "succeeded"
             metrics = json.loads(
-                (ctl / it["search_job_name"] / "nas" / "search" / t["trial_id"] / "TRIAL_TRAINING_METRICS.json")
-                .read_text()
+                (
+                    ctl / it["search_job_name"] / "nas" / "search" / t["trial_id"] / "TRIAL_TRAINING_METRICS.json"
+                ).read_text()
             )
             assert metrics["training_accuracy_over_steps"][-1]["training_step_pct"] >= min(
                 it["desired_training_step_pct"], 100

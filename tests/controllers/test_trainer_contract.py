@@ -84,6 +84,12 @@ def test_both_kinds_of_trainer_get_the_architecture_in_every_trial(tmp_path, arc
 
 def test_a_trainer_that_requires_nas_params_str_fails_without_it(tmp_path):
     # the README trainer kind really does depend on the flag: without it argparse exits 2
-    cmd = [sys.executable, "-m", "controllers.testing.replay_trainer", f"--job-dir={tmp_path}", "--arch_from=nas_params_str"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "controllers.testing.replay_trainer",
+        f"--job-dir={tmp_path}",
+        "--arch_from=nas_params_str",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--nas_params_str" in done.stderr

@@ -79,9 +79,9 @@ def test_report_names_best_steps_cost_savings_reasons_and_warnings():
     md = build_report(_state(), controller_uri="/runs/search").markdown()
     assert "Best proxy task: **data25** (Met desired correlation)" in md
     assert "Final training steps: 1100" in md
-    assert "Savings vs full training: 12.0000 h per model" in md  # median of 10, 12, 14
+    assert "Savings vs full training: 12.0 h per model" in md  # median of 10, 12, 14
     assert "10.0% of the time, 90.0% saved" in md
-    assert "Total cost of the search: 6.0000 trial-hours over 3 proxy tasks" in md
+    assert "Total cost of the search: 6.00 h of trial time over 3 proxy tasks" in md
     assert "stop rule: lower_bound (the CI lower bound must reach the target)" in md
     assert "0.860 (n=8, [0.810, 0.950])" in md  # correlation at the decision with n and CI
     for reason in ("median training time 1.3 h >= best 1.2 h", "no stopping rule met", EXCEEDED_BEST_TRAIN_TIME):

@@ -198,7 +198,10 @@ def test_too_many_failed_trials_fail_the_proxy_not_the_controller(tmp_path):
     broken = state.proxy_tasks_map["broken"]
     assert broken.proxy_task_stats.stopping_state == JOB_FAILED
     assert broken.num_failed_trials == 3 and broken.failures["2"]["kind"] == "oom"
-    assert "3 of 8 trials of proxy task broken failed" in broken.stop_reason and "latency correlation invalid" in broken.stop_reason
+    assert (
+        "3 of 8 trials of proxy task broken failed" in broken.stop_reason
+        and "latency correlation invalid" in broken.stop_reason
+    )
     assert state.best_proxy_task_name == "good"
 
 
