@@ -135,3 +135,14 @@ def test_model_selection_stops_when_every_model_scores_the_same(tmp_path):
     done = _cli("select-models", str(path), "--no-progress")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "all 4 models of round 0 scored 0.5950: does the trainer read --nas_params_str" in done.stderr
+
+
+def test_search_refuses_proxy_scores_on_another_scale_than_the_reference(tmp_path):
+    # the reference table is in percent, the trainer reports fractions
+    cfg = _search(tmp_path, [40.0, 45.0, 50.0, 55.0, 60.0, 65.0], desired_accuracy_correlation=0.99)
+    done = _cli("search", cfg, "--no-progress")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the reference (table" in done.stderr and "is in percent" in done.stderr
+    assert "the trial scores of proxy task p is in fractions" in done.stderr
+    state = json.loads((tmp_path / "s" / "SEARCH_CONTROLLER_STATE.json").read_text())
+    assert state["status"] == "aborted" and state["best_proxy_task_name"] == ""
