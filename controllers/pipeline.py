@@ -24,6 +24,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from controllers.config import (
+    NAME_MAX_LENGTH,
+    NAME_PATTERN,
     LatencyConfig,
     RunnerConfig,
     SearchSpaceConfig,
@@ -64,7 +66,7 @@ class PipelineConfig(StrictModel):
     """One YAML for the three tools; see the module docstring for the layout."""
 
     output_dir: str = Field(min_length=1)
-    job_name: str = Field(default="proxy_task", pattern=r"^[A-Za-z0-9_.-]+$")
+    job_name: str = Field(default="proxy_task", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     seed: int = 0
     trainer: TrainerConfig
     search_space: SearchSpaceConfig
