@@ -43,6 +43,7 @@ def test_picks_cheapest_true_proxy_rejects_noisy_and_stop_now_stops(tmp_path):
         ("noisy_after_best", {**NOISY, "train_steps": 2000, "sleep_per_cycle": 0.1}),
     ]
     cfg = _config(tmp_path, proxies)
+    cfg.trainer.length_flag, cfg.trainer.decay_flag = "train_steps", "decay_steps"  # what the yaml may set
     state = SearchController(cfg).run()
     m = state.proxy_tasks_map
     states = {n: m[n].proxy_task_stats.stopping_state for n in m}
