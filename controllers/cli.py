@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
@@ -52,7 +53,8 @@ def _measure_variance(args: argparse.Namespace) -> int:
     config = load_config(args.config, VarianceConfig)
     progress = _progress(args)
     try:
-        report = run_variance_measurement(config, resume=args.resume, progress=progress)
+        report = run_variance_measurement(config, resume=args.resume, retry_failed=args.retry_failed,
+                                          progress=progress)  # fmt: skip
     finally:
         progress.close()
     print("\n".join(summary_lines(report.result)))
@@ -68,7 +70,7 @@ def _select_models(args: argparse.Namespace) -> int:
     config = load_config(args.config, ModelSelectionConfig)
     progress = _progress(args)
     try:
-        result = run_model_selection(config, resume=args.resume, progress=progress)
+        result = run_model_selection(config, resume=args.resume, retry_failed=args.retry_failed, progress=progress)
     finally:
         progress.close()
     print(summary_line(result))
@@ -87,7 +89,7 @@ def _search(args: argparse.Namespace) -> int:
     stop_dashboard = _with_dashboard(args, config.controller_dir)
     progress = _progress(args)
     try:
-        state = run_search(config, resume=args.resume, progress=progress)
+        state = run_search(config, resume=args.resume, retry_failed=args.retry_failed, progress=progress)
     finally:
         progress.close()
         stop_dashboard()
@@ -110,7 +112,7 @@ def _run_pipeline(args: argparse.Namespace, config_path: str, output_dir: str | 
     stop_dashboard = _with_dashboard(args, config.output_dir)
     progress = _progress(args)
     try:
-        result = run_pipeline(config, resume=args.resume, progress=progress)
+        result = run_pipeline(config, resume=args.resume, retry_failed=args.retry_failed, progress=progress)
     except errors.StateError as exc:
         raise errors.StateError(f"{exc} (add --resume to continue a previous run in that folder)") from None
     finally:
@@ -238,6 +240,10 @@ def _common_flags() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--resume", action="store_true", help="continue the run recorded in the folder's state")
     common.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live table")
+    common.add_argument("--detach", action="store_true",
+                        help="on Ctrl-C leave the running trials running (recorded; --resume re-attaches)")  # fmt: skip
+    common.add_argument("--retry-failed", action="store_true",
+                        help="with --resume: relaunch the failed trials as new attempts (their files are kept)")  # fmt: skip
     return common
 
 
@@ -357,11 +363,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Like ``python -m``: user modules named in configs ("my.trainer.space:sample") import from here.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if getattr(args, "retry_failed", False) and not args.resume:
+        print("error: --retry-failed continues a recorded run: add --resume", file=sys.stderr)
+        return errors.EXIT_USAGE
+    resume_hint = ""
+    restore: Callable[[], None] = lambda: None  # noqa: E731
+    if hasattr(args, "resume"):  # a controller verb: Ctrl-C stops it cleanly (controllers.engine.interrupt)
+        from controllers.engine import interrupt
+
+        again = [a for a in argv if a not in ("--resume", "--retry-failed")] + ["--resume"]
+        resume_hint = "proxy-task " + " ".join(again)
+        if threading.current_thread() is threading.main_thread():
+            restore = interrupt.install(detach_trials=bool(args.detach), hint=resume_hint)
     try:
         return int(args._verb(args))
     except BaseException as exc:
@@ -369,12 +388,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code is None:
             raise
         if code == errors.EXIT_INTERRUPTED:
-            print(f"interrupted: {_one_line(exc)}" if str(exc) else "interrupted", file=sys.stderr)
+            what = f"{_one_line(exc)}; " if str(exc) else ""
+            hint = f"; resume with: {resume_hint}" if resume_hint else ""
+            print(f"interrupted: {what}the state is saved{hint}", file=sys.stderr)
         elif code == errors.EXIT_NEGATIVE:
             print(f"aborted: {_one_line(exc)}", file=sys.stderr)
         else:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
         return code
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # python -m controllers.cli

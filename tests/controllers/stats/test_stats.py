@@ -59,6 +59,7 @@ def test_public_api_is_curated():
         "smoothness_sample_points", "trial_id_sort_key",
         "DEFAULT_CONFIRM", "DEFAULT_FALSE_PASS_RATE", "DEFAULT_SMOOTH", "STOP_RULES", "combine_noise", "hold_probability",
         "median_accuracy_and_time", "models_for_half_width", "roughness_std", "seconds_at_step",
+        "ScoreCheck", "check_same_scale", "degenerate_scores", "score_scale",
     }  # fmt: skip
     assert set(S.__all__) == expected
     for name in S.__all__:
