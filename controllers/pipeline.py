@@ -189,6 +189,7 @@ def run_pipeline(
             continue
         stage_config = stages[stage]
         again = resume and _has_state(stage_config.controller_dir, stage)
+        progress.stage(stage, list(stages).index(stage) + 1, len(stages))
         progress.message(f"== {stage.replace('_', ' ')}{' (resumed)' if again else ''}: {stage_config.controller_dir}")
         start = time.monotonic()
         if stage == "search":
