@@ -142,8 +142,12 @@ class SearchConfig(ControllerConfig):
     noise: NoiseConfig | None = None
     plots: bool = True
     plot_interval_secs: float = Field(default=60.0, ge=0)  # redraw at most this often while monitoring
-    train_steps_arg: str = "train_steps"
-    decay_steps_arg: str = "decay_steps"
+    # a proxy whose trials all fail for one cause stops the search before the next proxy launches
+    # (the cause is likely the trainer, not the proxy); true goes on with the next proxy instead
+    continue_after_failed_proxy: bool = False
+    # older spellings of trainer.length_flag / trainer.decay_flag (in steps); prefer the trainer section
+    train_steps_arg: str | None = None
+    decay_steps_arg: str | None = None
 
     @model_validator(mode="after")
     def _some_rule(self) -> SearchConfig:

@@ -180,6 +180,8 @@ class SearchState:
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     finished: bool = False
+    status: str = "running"  # running | done | aborted | interrupted
+    abort_reason: str = ""
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -201,6 +203,8 @@ class SearchState:
             "warnings": self.warnings,
             "settings": self.settings,
             "finished": self.finished,
+            "status": self.status,
+            "abort_reason": self.abort_reason,
         }
 
     @classmethod

@@ -35,6 +35,7 @@ from controllers.stats._schedule import (
     next_desired_pct,
     num_models_to_remove,
 )
+from controllers.stats._scores import ScoreCheck, check_same_scale, degenerate_scores, score_scale
 from controllers.stats._stopping import (
     DEFAULT_CONFIRM,
     DEFAULT_FALSE_PASS_RATE,
@@ -125,6 +126,10 @@ __all__ = [
     "num_models_to_remove",
     "prob_target_reachable",
     "rank_correlation",
+    "ScoreCheck",
+    "check_same_scale",
+    "degenerate_scores",
+    "score_scale",
     "seed_std",
     "smoothness",
     "smoothness_sample_points",

@@ -47,6 +47,12 @@ Flags:
                                 as the reference: the architecture comes from the search trial's
                                 ``nas_params_str.json``; with the checkpoint flag True the step
                                 resumes from that trial's ``replay_checkpoint.json``.
+    --arch_from=SOURCE (retrain)
+                                ``retrain``: a trainer written for the reference (the re-training
+                                flags win over ``--nas_params_str`` when given). ``nas_params_str``: a
+                                trainer written from the README alone: ``--nas_params_str`` is
+                                required (argparse exits 2 without it) and is the only source of the
+                                architecture; the re-training flags only point at the checkpoint.
 
 Failure modes: ``crash`` exits 3 with a traceback-like message; ``hang`` sleeps
 forever without metrics; ``nan`` writes ``failed_with_nan_error`` and exits 1;
@@ -96,9 +102,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--latency_mode", choices=("trainer", "worker"), default="trainer")
     ap.add_argument("--latency_timeout_secs", type=float, default=600.0)
     ap.add_argument("--latency_poll_secs", type=float, default=1.0)
+    ap.add_argument("--arch_from", choices=("retrain", "nas_params_str"), default="retrain")
     args, unknown = ap.parse_known_args(argv)
     if unknown:
         print(f"replay_trainer: ignoring proxy flags {unknown}", flush=True)
+    if args.arch_from == "nas_params_str" and not args.nas_params_str:
+        ap.error("the following arguments are required: --nas_params_str")
     if args.train_steps <= 0 or args.cycle_steps <= 0:
         ap.error("--train_steps and --cycle_steps must be > 0")
     return args
@@ -209,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     trial_id = ptu.get_trial_id_from_environment(default="1")
     print(f"replay trainer: start trial {trial_id} in {model_dir}", flush=True)  # tests count these lines
     retrain = bool(args.retrain_search_job_dir)
-    if retrain:
+    if retrain and args.arch_from == "retrain":
         source = ptu.get_finetune_nas_params_str(args.retrain_search_job_trials, args.retrain_search_job_dir)
         params = ptu.parse_and_save_nas_params_str(None, source, model_dir)
     else:

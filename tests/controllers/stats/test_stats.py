@@ -63,6 +63,7 @@ def test_public_api_is_curated():
         "DEFAULT_PLATEAU_POINTS", "DEFAULT_ELIMINATION_Z", "DEFAULT_NOISE_FLOOR", "DEFAULT_MIN_FRACTION",
         "EliminationDecision", "Trend", "correlation_trend", "decide_elimination",
         "SKIPPED_CANNOT_BE_CHEAPER", "cost_order", "decide_skip",
+        "ScoreCheck", "check_same_scale", "degenerate_scores", "score_scale",
     }  # fmt: skip
     assert set(S.__all__) == expected
     for name in S.__all__:
