@@ -135,6 +135,8 @@ class SearchConfig(ControllerConfig):
     # declared training seconds per step of each proxy (by name): candidates run cheapest first,
     # and one that cannot beat the best even crossing at its first evaluation is skipped
     proxy_costs: dict[str, float] = Field(default_factory=dict)
+    # the zero-compute candidate: the full setup stopped early, judged on the reference's curves
+    full_setup_candidate: bool = True
     min_pairs: int = Field(default=5, ge=2)
     min_valid_ratio: float = Field(default=0.7, ge=0, le=1)
     bootstrap_resamples: int = Field(default=1000, ge=0)

@@ -42,6 +42,7 @@ from controllers.latency.mode import latency_workers, trial_latency
 from controllers.runners import Runner
 from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
+from controllers.search.full_setup import FULL_SETUP_NAME, full_setup_curves
 from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference
 from controllers.search.proxy_configs import ProxyTaskConfig
 from controllers.search.reference import ReferenceModels, model_selection_latency_mode, read_latencies
@@ -326,6 +327,7 @@ class SearchController:
         ):
             raise SearchAborted(verdict.message)
         self._check_reference_scores()
+        self._full_setup()
         by_name = {c.name: c for c in configs}
         order = cost_order([c.name for c in configs], self.config.proxy_costs)
         try:
@@ -532,17 +534,6 @@ class SearchController:
         assert self.reference is not None
         cfg = self.config
         ev.record_time_anchors(run.entry.time_anchors, metrics)
-        target = cfg.desired_accuracy_correlation
-        hold = None
-        if target is not None:
-            noise = self.seed_noise
-            hold = HoldSettings(
-                target,
-                None if noise is None else noise.seed_std,
-                n_sim=cfg.retrain_n_sim,
-                seed=cfg.seed,
-                seed_source="" if noise is None else noise.source,
-            )
         return compute_step_stats(
             ev.curves_from_metrics(metrics, ended, run.entry.time_anchors),
             self.reference.accuracies,
@@ -552,8 +543,57 @@ class SearchController:
             confidence=cfg.confidence,
             seed=cfg.seed,
             cache=run.cache,
-            hold=hold,
+            hold=self._hold_settings(),
         )
+
+    def _hold_settings(self) -> HoldSettings | None:
+        cfg = self.config
+        if cfg.desired_accuracy_correlation is None:
+            return None
+        noise = self.seed_noise
+        return HoldSettings(
+            cfg.desired_accuracy_correlation,
+            None if noise is None else noise.seed_std,
+            n_sim=cfg.retrain_n_sim,
+            seed=cfg.seed,
+            seed_source="" if noise is None else noise.source,
+        )
+
+    def _full_setup(self) -> None:
+        """The zero-compute candidate (``search.full_setup``), first, with the same stop rule."""
+        assert self.reference is not None
+        if not self.config.full_setup_candidate or FULL_SETUP_NAME in self.state.proxy_tasks_map:
+            return  # off, or already recorded (a resumed search keeps it as decided)
+        curves = full_setup_curves(self.reference)
+        if curves is None:
+            logger.info("no reference curves (a table, or a resumed state): no full-setup candidate")
+            return
+        cfg = self.config
+        stats = compute_step_stats(
+            curves,
+            self.reference.accuracies,
+            min_pairs=cfg.min_pairs,
+            min_valid_ratio=cfg.min_valid_ratio,
+            n_bootstrap=cfg.bootstrap_resamples,
+            confidence=cfg.confidence,
+            seed=cfg.seed,
+            hold=self._hold_settings(),
+        )
+        entry = ProxyTaskEntry(FULL_SETUP_NAME, order_index=-1, args=dict(cfg.trainer.args))
+        ev.fill_step_stats(entry, stats, self.targets.method)
+        decision = ev.decide(stats, self.targets, None)
+        entry.log_decision(ev.decision_record(stats, self.targets, None, decision, poll=None))
+        if decision.succeeded:
+            self._apply_decision(entry, decision)
+        else:
+            entry.proxy_task_stats.stopping_state = RAN_TILL_COMPLETION
+            entry.stop_reason = f"the reference's own curves, before their last evaluation: {decision.reason}"
+        entry.cost_trial_hours = 0.0  # nothing trained: the reference's records
+        entry.status = DONE
+        self.state.proxy_tasks_map[FULL_SETUP_NAME] = entry
+        self._update_best()
+        self.save()
+        self.progress.message(f"{FULL_SETUP_NAME}: {entry.proxy_task_stats.stopping_state}")
 
     def _too_many_failures(self, failed: int) -> bool:
         n = self.reference.num_trials if self.reference else 0
