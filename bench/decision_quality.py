@@ -99,10 +99,11 @@ RULES = (
     Rule("retrain 95 %, 2 evals, mean of 2", "retrain", 0.05, 2, False, 2),
     Rule("retrain 90 %, 2 evals, mean of 2", "retrain", 0.10, 2, False, 2),
     Rule("retrain 95 %, 2 evals, mean of 2, +seed_std", "retrain", 0.05, 2, True, 2),
-    Rule("point + elimination (wait 0.5)", "point", eliminate=0.5),
+    Rule("point + elimination (wait 0.7, the default)", "point", eliminate=0.7),
+    Rule("retrain 95 %, 2 evals, mean of 2 + elim. (no wait)", "retrain", 0.05, 2, False, 2, eliminate=0.0),
     Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.3)", "retrain", 0.05, 2, False, 2, eliminate=0.3),
     Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.5)", "retrain", 0.05, 2, False, 2, eliminate=0.5),
-    Rule("retrain 95 %, 2 evals, mean of 2 + elim. (no wait)", "retrain", 0.05, 2, False, 2, eliminate=0.0),
+    Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.7)", "retrain", 0.05, 2, False, 2, eliminate=0.7),
 )
 
 
