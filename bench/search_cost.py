@@ -19,11 +19,17 @@ known analytically.
   finishes its cycle and sees "stop now" at its next check). Proxies run one
   after the other in generator order; a later proxy is stopped by the
   not-best rule when its median hours reach the best proxy's final hours.
+  With early elimination (``controllers.stats.decide_elimination``, the
+  search's defaults) and proxies run cheapest first by seconds per step (cost
+  order); "before" is the same without either (the not-best rule alone, in
+  the listed order).
+* hard floor: the oracle plus two evaluations of every other proxy (a trend
+  needs two points): what no sequential search can go below.
 * reference: the same decisions, but its "stop now" is never written (0.0
   dropped), so every proxy's trials run until ``MAX_TRAINING_TIME`` (the time
   limit, checked at cycle boundaries) or completion.
 
-    python bench/search_cost.py [--poll-secs 60]
+    python bench/search_cost.py [--poll-secs 60] [--min-fraction 0.7] [--z 1.645] [--noise-floor 0.01]
 """
 
 from __future__ import annotations
