@@ -19,7 +19,7 @@ from _search_helpers import search_config as _config
 from _search_helpers import trial_metrics as _trial_metrics
 
 from controllers.search.controller import SearchController
-from controllers.search.report import write_report
+from controllers.search.report import search_status_text, write_report
 from controllers.stats import (
     CANNOT_REACH_BEFORE_BEST,
     DEFAULT_MIN_FRACTION,
@@ -97,3 +97,4 @@ def test_candidates_run_cheapest_first_and_one_that_cannot_be_cheaper_is_skipped
     write_report(cfg.controller_dir)
     with open(tmp_path / "search" / "report.md") as f:
         assert SKIPPED_CANNOT_BE_CHEAPER in f.read()
+    assert SKIPPED_CANNOT_BE_CHEAPER in search_status_text(cfg.controller_dir)

@@ -18,7 +18,7 @@ from _search_helpers import search_config as _config
 
 from controllers.search.controller import SearchController
 from controllers.search.full_setup import FULL_SETUP_NAME
-from controllers.search.report import write_report
+from controllers.search.report import search_status_text, write_report
 from controllers.stats import MET_DESIRED_ACCURACY_CORRELATION
 
 
@@ -66,3 +66,4 @@ def test_the_full_setup_stopped_early_loses_to_a_cheaper_proxy(tmp_path):
     assert proxy.proxy_task_stats.final_training_time_in_hours < full.proxy_task_stats.final_training_time_in_hours
     assert state.best_proxy_task_name == "proxy"
     assert "the best proxy, proxy, is cheaper" in report
+    assert FULL_SETUP_NAME in search_status_text(str(tmp_path / "search"))
