@@ -583,7 +583,7 @@ class SearchController:
         ev.fill_step_stats(entry, stats, self.targets.method)
         decision = ev.decide(stats, self.targets, None)
         entry.log_decision(ev.decision_record(stats, self.targets, None, decision, poll=None))
-        if decision.succeeded:
+        if decision.stop:  # a success, or the time limit reached before one
             self._apply_decision(entry, decision)
         else:
             entry.proxy_task_stats.stopping_state = RAN_TILL_COMPLETION
