@@ -38,6 +38,10 @@ Measured per rule over all searches:
   proxy's at its stable crossing (median; below 1 when the pick is early on noise);
 * trial-hours: the whole search's cost, relative to the point rule's.
 
+Rows "+ elimination" add early elimination (``controllers.stats.decide_elimination`` on the
+point correlation, against the best proxy's time; "wait" is its ``min_fraction``): a proxy
+is then cut at the first evaluation where elimination or the stop rule holds.
+
     python bench/decision_quality.py                  # 10 and 20 models, 150 searches each (~80 s)
     python bench/decision_quality.py --method kendall # slower: ~1 min for 10 models, ~4 for 20
     python bench/decision_quality.py --searches 600 --models 10
