@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 
 import pytest
 
@@ -256,3 +257,59 @@ def test_resumed_record_keeps_every_field(folder):
     again = TrialReporter(folder)
     assert again.metrics == first.metrics
     assert not again.update_accuracy(0.3, 0, 9, 3.0, 40)
+
+
+def test_default_is_three_attempts(folder):
+    storage = Flaky(folder)
+    reporter = TrialReporter(folder, storage=storage, sleep=lambda s: None)
+    storage.failures = 2
+    assert reporter.update_accuracy(0.5, 0, 9, 1.0, 20)
+    assert len(_metrics(folder).training_accuracy_over_steps) == 1
+    storage.failures = 3
+    reporter.update_accuracy(0.6, 10, 19, 1.0, 20)
+    assert len(_metrics(folder).training_accuracy_over_steps) == 1  # gave up after 3 attempts
+    assert storage.failures == 0
+
+
+def test_a_fresh_reporter_writes_nothing_before_the_first_cycle(folder):
+    reporter = TrialReporter(folder)
+    assert not reporter.check_stop(-1, 100).stop
+    assert not os.path.exists(os.path.join(folder, p.TRIAL_TRAINING_METRICS_FILE))
+
+
+def test_storage_failure_at_start_up_is_raised(folder):
+    class Unreadable(LocalStorage):
+        def read(self, name):
+            raise TransientStorageError("503 (injected)")
+
+    with pytest.raises(TransientStorageError, match="injected"):
+        TrialReporter(folder, storage=Unreadable(folder), sleep=lambda s: None)
+
+
+def test_corrupt_record_log_names_the_file_and_the_kept_copy(folder, caplog):
+    storage = LocalStorage(folder)
+    storage.write(p.TRIAL_TRAINING_METRICS_FILE, b'{"latency": 1}')
+    TrialReporter(folder)
+    (kept,) = [o.name for o in storage.list() if ".corrupt-" in o.name]
+    assert re.fullmatch(re.escape(p.TRIAL_TRAINING_METRICS_FILE) + r"\.corrupt-\d{8}-\d{6}", kept)
+    uri = storage.child_uri(p.TRIAL_TRAINING_METRICS_FILE)
+    assert caplog.messages == [
+        f"{uri} could not be parsed ({uri}: missing field 'training_time'); kept it as {kept} and started a new record"
+    ]
+
+
+def test_duplicate_cycle_log_line(folder, caplog):
+    reporter = TrialReporter(folder)
+    reporter.update_accuracy(0.5, 0, 9, 1.0, 20)
+    with caplog.at_level(logging.WARNING, logger="proxy_task_utils"):
+        reporter.update_accuracy(0.5, 0, 4, 1.0, 20)
+    assert caplog.messages == ["cycle ending at step 4 (25.0000%) is not beyond the recorded 50.0000%; not recorded"]
+
+
+def test_give_up_log_lines_name_the_operation(folder, caplog):
+    storage = Flaky(folder)
+    reporter = TrialReporter(folder, storage=storage, retries=1, sleep=lambda s: None)
+    storage.failures = 1
+    with caplog.at_level(logging.WARNING, logger="proxy_task_utils"):
+        reporter.check_stop(0, 10)
+    assert caplog.messages == ["stop check failed after 1 attempts (503 (injected)); will try again next call"]

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from proxy_task_utils import protocol as p
-from proxy_task_utils.errors import ConfigurationError
+from proxy_task_utils.errors import ConfigurationError, NotFoundError, TransientStorageError
 from proxy_task_utils.reporter import StopCheck, TrialReporter, get_reporter, reset_reporters
 from proxy_task_utils.storage import LocalStorage
 
@@ -202,3 +202,103 @@ def test_get_reporter_shares_and_updates_one_reporter(folder):
     assert get_reporter(folder) is first and first.strict  # no options: nothing changes
     reset_reporters()
     assert get_reporter(folder) is not first
+
+
+def test_stop_log_line(folder, caplog):
+    LocalStorage(folder).write(p.DESIRED_TRAINING_PCT_FILE, p.encode_desired_training_pct(10.0))
+    with caplog.at_level(logging.INFO, logger="proxy_task_utils"):
+        TrialReporter(folder).check_stop(9, 100)
+    assert caplog.messages == ["stopping training at 10.0000%: reached 10.0000% >= desired 10.0000%"]
+
+
+def test_throttled_decision_still_watches_the_heartbeat(folder):
+    clock = FakeClock()
+    reporter = TrialReporter(folder, clock=clock, heartbeat_timeout_secs=10, min_check_interval_secs=100)
+    _beat(folder)
+    assert not reporter.check_stop(0, 100).stop
+    clock.now += 11  # within the throttle interval: no new look, but the silence is judged now
+    assert "heartbeat unchanged for 11 s" in reporter.check_stop(1, 100).reason
+
+
+def test_a_new_signal_after_an_unchanged_one_is_read(folder):
+    storage = LocalStorage(folder)
+    reporter = TrialReporter(folder)
+    reporter.update_accuracy(0.5, 0, 9, 60.0, 100)
+    storage.write(p.DESIRED_TRAINING_PCT_FILE, p.encode_desired_training_pct(90.0))
+    assert not reporter.check_stop(9, 100).stop
+    storage.write(p.MAX_TRAINING_TIME_FILE, p.encode_max_training_time(0.0))  # the pct file is unchanged
+    assert reporter.check_stop(9, 100).reason == "trained 0.0167 h > max 0.0000 h"
+
+
+def test_an_unreadable_signal_does_not_hide_the_next_one(folder, caplog):
+    storage = LocalStorage(folder)
+    reporter = TrialReporter(folder)
+    reporter.update_accuracy(0.5, 0, 9, 60.0, 100)
+    storage.write(p.DESIRED_TRAINING_PCT_FILE, b'{"desired_training_pct": "soon"}')
+    storage.write(p.MAX_TRAINING_TIME_FILE, p.encode_max_training_time(0.0))
+    assert reporter.check_stop(9, 100).stop
+    uri = storage.child_uri(p.DESIRED_TRAINING_PCT_FILE)
+    assert caplog.messages == [
+        f"ignoring unreadable stop signal: {uri}: field 'desired_training_pct' must be a number, but got 'soon'"
+    ]
+
+
+def test_unreadable_max_time_names_its_file(folder, caplog):
+    storage = LocalStorage(folder)
+    storage.write(p.MAX_TRAINING_TIME_FILE, b"{}")
+    assert not TrialReporter(folder).check_stop(9, 100).stop
+    uri = storage.child_uri(p.MAX_TRAINING_TIME_FILE)
+    assert caplog.messages == [f"ignoring unreadable stop signal: {uri}: missing field 'max_training_time_in_hrs'"]
+
+
+def test_a_signal_deleted_between_listing_and_reading_is_unset(folder, caplog):
+    class Vanishing(LocalStorage):
+        def read(self, name):
+            if name == p.DESIRED_TRAINING_PCT_FILE:
+                raise NotFoundError("deleted just now")
+            return super().read(name)
+
+    storage = Vanishing(folder)
+    storage.write(p.DESIRED_TRAINING_PCT_FILE, p.encode_desired_training_pct(0.0))
+    reporter = TrialReporter(folder, storage=storage)
+    assert reporter.check_stop(9, 100) == StopCheck(False, "")
+    assert caplog.messages == []
+
+
+def test_a_failed_signal_read_is_logged_and_read_again_next_time(folder, caplog):
+    class Failing(LocalStorage):
+        fail = True
+
+        def read(self, name):
+            if name == p.DESIRED_TRAINING_PCT_FILE and self.fail:
+                raise TransientStorageError("503 (injected)")
+            return super().read(name)
+
+    storage = Failing(folder)
+    storage.write(p.DESIRED_TRAINING_PCT_FILE, p.encode_desired_training_pct(0.0))
+    reporter = TrialReporter(folder, storage=storage, retries=1)
+    with caplog.at_level(logging.WARNING, logger="proxy_task_utils"):
+        assert not reporter.check_stop(9, 100).stop
+    assert caplog.messages == [
+        f"read {p.DESIRED_TRAINING_PCT_FILE} failed after 1 attempts (503 (injected)); will try again next call"
+    ]
+    storage.fail = False  # the file did not change, but it was never read: a stop-now must not be lost
+    assert reporter.check_stop(10, 100).stop
+
+
+def test_strict_signal_read_failure_is_raised_and_read_again(folder):
+    class FailingOnce(LocalStorage):
+        fail = True
+
+        def read(self, name):
+            if name == p.DESIRED_TRAINING_PCT_FILE and self.fail:
+                self.fail = False
+                raise TransientStorageError("503 (injected)")
+            return super().read(name)
+
+    storage = FailingOnce(folder)
+    storage.write(p.DESIRED_TRAINING_PCT_FILE, p.encode_desired_training_pct(0.0))
+    reporter = TrialReporter(folder, storage=storage, retries=1, strict=True)
+    with pytest.raises(TransientStorageError):
+        reporter.check_stop(9, 100)
+    assert reporter.check_stop(9, 100).stop

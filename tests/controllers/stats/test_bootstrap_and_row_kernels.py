@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from controllers.stats import Correlation, both_correlations, bootstrap_interval, noise_ceiling, rank_correlation
+from controllers.stats import Correlation, bootstrap_interval, both_correlations, noise_ceiling, rank_correlation
 from controllers.stats._rowcorr import constant_rows, correlate_rows, kendall_rows, spearman_rows
 
 X = np.array([0.3, 0.1, 0.4, 0.15, 0.5, 0.9, 0.2, 0.6, 0.55, 0.35])
@@ -19,9 +19,7 @@ def _scipy_interval(x, y, method, n_bootstrap, confidence, seed):
     """The documented algorithm, one resample at a time with scipy."""
     idx = np.random.default_rng(seed).integers(0, len(x), size=(n_bootstrap, len(x)))
     fn = sps.spearmanr if method == "spearman" else sps.kendalltau
-    values = [
-        fn(x[i], y[i]).statistic for i in idx if len(set(x[i].tolist())) > 1 and len(set(y[i].tolist())) > 1
-    ]
+    values = [fn(x[i], y[i]).statistic for i in idx if len(set(x[i].tolist())) > 1 and len(set(y[i].tolist())) > 1]
     alpha = 1 - confidence
     return np.quantile(values, [alpha / 2, 1 - alpha / 2])
 
@@ -94,9 +92,7 @@ def test_invalid_results_keep_method_and_counts():
         few = rank_correlation([0.1, 0.2, None, None, None], R, method=method)
         assert few == Correlation(method, None, 2, 5, None, None, None, False, "only 2 valid pairs (< 5)")
         ratio = rank_correlation([*R, None, None, None], [*R, 0.6, 0.7, 0.8], method=method)
-        assert ratio == Correlation(
-            method, None, 5, 8, None, None, None, False, "only 5 of 8 pairs valid (62% < 70%)"
-        )
+        assert ratio == Correlation(method, None, 5, 8, None, None, None, False, "only 5 of 8 pairs valid (62% < 70%)")
         flat = rank_correlation([0.3, 0.3, 0.3, 0.3, 0.3], R, method=method)
         assert flat == Correlation(
             method, None, 5, 5, None, None, None, False, "proxy scores are constant over the valid pairs (all ties)"
