@@ -410,3 +410,31 @@ def test_model_latency_round_trip_and_refusals():
     with pytest.raises(CorruptFileError) as info:
         p.decode_model_latency(b"{")
     assert info.value.path == p.MODEL_LATENCY_FILE
+
+
+def test_bytes_are_utf8_whatever_json_would_guess():
+    utf16 = '{"a": 1}'.encode("utf-16")  # json.loads alone would decode this
+    with pytest.raises(CorruptFileError, match="is not valid JSON"):
+        p.load_json_object(utf16, path="x.json")
+
+
+def test_corrupt_record_names_its_file():
+    with pytest.raises(CorruptFileError) as info:
+        p.TrialTrainingMetrics.from_json(b"{", path=PATH)
+    assert str(info.value).startswith(f"{PATH} is not valid JSON (")
+    assert info.value.path == PATH
+
+
+def test_encoder_refuses_nan_with_the_json_message():
+    m = p.TrialTrainingMetrics()
+    m.latency = float("nan")
+    with pytest.raises(ValueError) as info:
+        p.MetricsEncoder().encode(m)
+    assert str(info.value) == "out of range float values are not JSON compliant: nan"
+
+
+def test_signal_value_of_the_wrong_type_names_file_and_field():
+    with pytest.raises(ProtocolError) as info:
+        p.decode_desired_training_pct(b'{"desired_training_pct": "1"}', path="s.json")
+    assert str(info.value) == "s.json: field 'desired_training_pct' must be a number, but got '1'"
+    assert (info.value.path, info.value.field) == ("s.json", "desired_training_pct")

@@ -265,3 +265,49 @@ def test_losing_the_takeover_race_looks_again(tmp_path):
 
     with pytest.raises(LeaseHeldError, match="other-host"):
         Lease(Raced(tmp_path)).acquire(watch_secs=0)
+
+
+def test_defaults():
+    lease = Lease(LocalStorage("/nonexistent-lease-folder"))
+    assert lease.timeout_secs == 900.0 and lease.counter == 0 and not lease.held
+
+
+def test_refusal_message_says_what_to_do(tmp_path):
+    storage = LocalStorage(tmp_path)
+    storage.write(LEASE_FILE, json.dumps(FOREIGN).encode())
+    with pytest.raises(LeaseHeldError) as info:
+        Lease(storage).acquire(watch_secs=0)
+    assert str(info.value) == (
+        f"{tmp_path / LEASE_FILE} is held by another controller (host 'other-host', pid 1); "
+        "wait for it to finish, or stop it; a dead holder's lease is taken over automatically"
+    )
+
+
+def test_renew_messages(tmp_path):
+    storage = LocalStorage(tmp_path)
+    lease = Lease(storage)
+    with pytest.raises(LeaseLostError) as info:
+        lease.renew()
+    assert str(info.value) == "the lease is not held"
+    lease.acquire()
+    storage.delete(LEASE_FILE)
+    with pytest.raises(LeaseLostError) as info:
+        lease.renew()
+    assert str(info.value) == f"{tmp_path / LEASE_FILE} was taken over by another controller; stopping"
+
+
+def test_live_local_holder_with_unreadable_start_ticks_is_alive(tmp_path):
+    storage = LocalStorage(tmp_path)
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "pid_start_ticks": "soon"}
+    storage.write(LEASE_FILE, json.dumps(holder).encode())
+    with pytest.raises(LeaseHeldError):
+        Lease(storage).acquire(watch_secs=0)
+
+
+def test_a_one_second_watch_still_watches(tmp_path):
+    storage = LocalStorage(tmp_path)
+    storage.write(LEASE_FILE, json.dumps(FOREIGN).encode())
+    t = FakeTime()
+    lease = Lease(storage, clock=t.clock, sleep=t.sleep)
+    lease.acquire(watch_secs=1)
+    assert t.sleeps == [1.0] and lease.held

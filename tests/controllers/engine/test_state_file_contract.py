@@ -98,3 +98,11 @@ def test_open_state_checks_the_tool_even_on_resume(tmp_path):
     StateFile(LocalStorage(tmp_path), "S.json", "a").save({})
     with pytest.raises(StateError, match="belongs to tool"):
         open_state(LocalStorage(tmp_path), "S.json", "b", resume=True)
+
+
+def test_corrupt_file_message_holds_the_parser_error_with_the_path(tmp_path):
+    (tmp_path / "S.json").write_bytes(b"{")
+    sf = StateFile(LocalStorage(tmp_path), "S.json", "t")
+    with pytest.raises(StateError) as info:
+        sf.load()
+    assert str(info.value).startswith(f"state file {sf.uri} is corrupt ({sf.uri} is not valid JSON (")

@@ -262,3 +262,14 @@ def test_latency_check_bootstrap_options_reach_the_interval():
     assert check.correlations["spearman"] == same
     assert check.correlations["spearman"].ci_low is not None
     assert check.passed
+
+
+def test_latency_check_default_seed_is_zero_and_failures_are_false():
+    kw = dict(min_pairs=5, min_valid_ratio=0.7, n_bootstrap=30, confidence=0.9)
+    t = _targets(desired_latency_correlation=0.0)
+    assert ev.latency_check(REF, STEP9, t, **kw) == ev.latency_check(REF, STEP9, t, seed=0, **kw)
+    assert ev.latency_check(REF, STEP9, t, **kw) != ev.latency_check(REF, STEP9, t, seed=1, **kw)
+    invalid = ev.latency_check(REF, [None] * 6, t, **kw)
+    assert invalid.passed is False and invalid.correlations["spearman"].n == 0
+    low = ev.latency_check(REF, STEP9, _targets(desired_latency_correlation=0.99), **kw)
+    assert low.passed is False and set(low.correlations) == {"spearman", "kendall"}

@@ -138,3 +138,9 @@ def test_cache_is_filled_and_read():
         == both_correlations([0.2, 0.1, 0.3, 0.4, 0.6, 0.5], REF, n_bootstrap=10, seed=1)["spearman"]
     )
     assert len(cache) == 2
+
+
+def test_default_options_are_the_correlations_defaults():
+    curves = [TrialCurve(((9, a),), 1.0, True) for a in (0.2, 0.1, 0.3, 0.4, 0.6, 0.5)]
+    stats = compute_step_stats(curves, REF)
+    assert stats.correlations["spearman"][0] == both_correlations([0.2, 0.1, 0.3, 0.4, 0.6, 0.5], REF)["spearman"]

@@ -167,3 +167,15 @@ def test_closeness_to_ceiling():
     assert closeness_to_ceiling(0.5, zero) is None
     negative = c.__class__(**{**c.__dict__, "median": -0.2})
     assert closeness_to_ceiling(0.5, negative) is None
+
+
+def test_verdict_default_simulations():
+    v = ceiling_verdict(SPREAD, SeedNoise(0.05, "s"), method="spearman", target=None)
+    assert v.ceiling.n_sim == 2000
+    assert v.ceiling == noise_ceiling(SPREAD, 0.05, n_sim=2000, seed=0)
+
+
+def test_closeness_is_a_fraction_of_the_median():
+    c = noise_ceiling(SPREAD, 0.0, n_sim=5)
+    eighty = c.__class__(**{**c.__dict__, "median": 0.8})
+    assert closeness_to_ceiling(0.4, eighty) == pytest.approx(0.5)
