@@ -130,6 +130,8 @@ class JobSettings:
             must precede an action (the launch intents before a launch, the stop
             decision before "stop now" is posted) and the final save always
             happen at once. 0 saves after every change.
+        wake_on_trial_end: Poll again as soon as a trial process ends (when the runner can
+            tell), so its slot is refilled at once instead of at the next poll.
     """
 
     poll_interval_secs: float = 60.0
@@ -139,6 +141,7 @@ class JobSettings:
     heartbeat_interval_secs: float | None = 60.0
     nan_grace_secs: float = 60.0
     state_save_interval_secs: float = 30.0
+    wake_on_trial_end: bool = True
 
 
 # -- what is recorded (JSON-able, embedded in the tool's state file) ------------------
@@ -330,10 +333,6 @@ class JobView:
     snapshots: dict[str, TrialSnapshot]
     states: dict[str, TrialState]
     failures: dict[str, Failure] = field(default_factory=dict)
-
-    @property
-    def all_final(self) -> bool:
-        return all(s.is_final for s in self.states.values())
 
 
 @dataclass(frozen=True)
