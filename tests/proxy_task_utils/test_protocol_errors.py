@@ -282,9 +282,6 @@ def test_record_queries():
     assert m.accuracy_at_pct(75.0) == pytest.approx(0.375)
     assert m.accuracy_at_pct(25.0) == pytest.approx(0.125)
     assert m.seconds_per_step == 0.2
-    assert not m.has_valid_latency
-    m.latency = 0.0
-    assert m.has_valid_latency  # 0.0 is a latency
     empty = p.TrialTrainingMetrics()
     assert empty.last_pct is None and empty.final_accuracy is None and empty.seconds_per_step is None
     assert empty.accuracy_at_pct(0.0) is None

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from proxy_task_utils import storage as st
-from proxy_task_utils.errors import ConfigurationError, UnsafePathError
+from proxy_task_utils.errors import ConfigurationError, MissingExtraError, UnsafePathError
 from proxy_task_utils.storage import LocalStorage, join_uri, normalize_uri, open_storage, split_uri
 from proxy_task_utils.storage.base import compile_glob, glob_literal_prefix, safe_join
 
@@ -79,12 +79,13 @@ def test_gcs_is_registered_and_a_missing_extra_says_what_to_install(monkeypatch)
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_gcs)
-    with pytest.raises(ImportError) as info:
+    with pytest.raises(MissingExtraError) as info:
         open_storage("gs://bucket/p")
     assert str(info.value) == (
-        "gs://bucket/p needs google-cloud-storage: pip install 'proxy-task-utils[gcs]' "
+        "gs://bucket/p needs google-cloud-storage, which is not installed: pip install 'proxy-task-utils[gcs]' "
         "(No module named 'google.cloud.storage')"
     )
+    assert isinstance(info.value, ImportError)
 
 
 @pytest.mark.parametrize(
