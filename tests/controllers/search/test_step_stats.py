@@ -141,6 +141,9 @@ def test_cache_is_filled_and_read():
 
 
 def test_default_options_are_the_correlations_defaults():
-    curves = [TrialCurve(((9, a),), 1.0, True) for a in (0.2, 0.1, 0.3, 0.4, 0.6, 0.5)]
-    stats = compute_step_stats(curves, REF)
-    assert stats.correlations["spearman"][0] == both_correlations([0.2, 0.1, 0.3, 0.4, 0.6, 0.5], REF)["spearman"]
+    proxy = [0.3, 0.1, 0.4, 0.15, 0.5, 0.9, 0.2, 0.6, 0.55, 0.35]
+    ref = [0.2, 0.15, 0.5, 0.1, 0.45, 0.8, 0.3, 0.65, 0.4, 0.3]
+    curves = [TrialCurve(((9, a),), 1.0, True) for a in proxy]
+    got = compute_step_stats(curves, ref).correlations["spearman"][0]
+    assert got == both_correlations(proxy, ref)["spearman"]
+    assert got != both_correlations(proxy, ref, n_bootstrap=1001)["spearman"]  # the interval sees the count

@@ -252,3 +252,13 @@ def test_glob_below_a_folder_with_a_star_lists_only_that_folder(tmp_path):
     assert isinstance(child, _SubStorage)
     assert [o.name for o in child.list(glob="*/m.json")] == ["1/m.json"]
     assert child.list(glob="*/m.json")[0].generation == storage.read("a*/1/m.json")[1]
+
+
+def test_compare_and_swap_fsyncs_the_data_and_the_folder(tmp_path, monkeypatch):
+    storage = LocalStorage(tmp_path)
+    gen = storage.write("x", b"1")
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(local_mod.os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    storage.write_if_generation("x", b"2", gen)
+    assert len(synced) == 2  # the temp file, then its folder

@@ -67,7 +67,7 @@ def test_registry_dispatches_by_scheme_and_names_the_known_ones(tmp_path, monkey
     assert type(local) is LocalStorage and local.uri == str(tmp_path / "f")
 
 
-def test_gcs_is_registered_and_a_missing_extra_says_what_to_install(monkeypatch):
+def test_the_gs_scheme_is_registered_and_a_missing_extra_names_the_pip_install(monkeypatch):
     import builtins
 
     assert "gs" in st._REGISTRY
