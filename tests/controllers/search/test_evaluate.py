@@ -54,6 +54,8 @@ def _stats(n_bootstrap=0, secs=360.0):
 def test_targets_to_dict_uses_the_reference_key_names():
     t = ev.Targets(0.9, 0.5, 2.0, 0.6, True, "lower_bound", "kendall")
     assert t.to_dict() == {
+        "false_pass_rate": ev.DEFAULT_FALSE_PASS_RATE,
+        "confirm_evaluations": ev.DEFAULT_CONFIRM,
         "desired_accuracy_correlation": 0.9,
         "desired_accuracy": 0.5,
         "training_time_hrs_limit": 2.0,
@@ -165,6 +167,8 @@ def test_decision_record_holds_inputs_and_outcome():
         "ci_low": last.ci_low,
         "median_accuracy": pytest.approx(0.55),
         "median_hours": pytest.approx(2.0),
+        "hold_prob": None,
+        "noise_std": None,
     }
     assert record["targets"] == targets.to_dict()
     assert record["best_training_time_hrs"] == 4.0
@@ -176,6 +180,7 @@ def test_decision_record_holds_inputs_and_outcome():
         "correlation": last.to_dict(),
         "median_accuracy": stats.median_accuracy[1],
         "median_hours": stats.median_hours[1],
+        "hold_prob": None,
     }
     json.dumps(record, allow_nan=False)
 

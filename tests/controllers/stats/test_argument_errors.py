@@ -155,7 +155,7 @@ SERIES = S.StepSeries([1], [0.5], [0.4], [0.5], [1.0])
         (
             lambda: S.decide_stop(SERIES, stop_rule="ci"),
             ValueError,
-            "stop_rule must be 'point' or 'lower_bound', but got 'ci'",
+            "stop_rule must be 'point', 'lower_bound' or 'retrain', but got 'ci'",
         ),
         (
             lambda: S.decide_stop(SERIES, desired_correlation=1.5),

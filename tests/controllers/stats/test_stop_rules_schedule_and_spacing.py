@@ -49,7 +49,7 @@ def test_accuracy_rule_reason_and_crossing_past_the_first_step():
 def test_time_limit_rule_reason():
     d = S.decide_stop(SERIES, training_time_hrs_limit=2.0)
     assert d == S.StopDecision(
-        True, S.EXCEEDED_TRAIN_TIME_LIMIT, "median training time 2 h >= limit 2 h at step 19 (index 1)", None
+        True, S.EXCEEDED_TRAIN_TIME_LIMIT, "median training time 2 h >= limit 2 h at step 19 (index 1)", None, 1
     )
     assert d.stop is True and not d.succeeded
 
@@ -62,6 +62,7 @@ def test_best_time_rule_is_off_by_default_and_holds_at_equality():
         S.EXCEEDED_BEST_TRAIN_TIME,
         "median training time 2 h >= best proxy's final time 2 h at step 19 (index 1)",
         None,
+        1,
     )
     assert d.stop is True
 
