@@ -278,3 +278,67 @@ def test_latency_check_default_seed_is_zero_and_failures_are_false():
     assert invalid.passed is False and invalid.correlations["spearman"].n == 0
     low = ev.latency_check(REF, STEP9, _targets(desired_latency_correlation=0.99), **kw)
     assert low.passed is False and set(low.correlations) == {"spearman", "kendall"}
+
+
+def _record(steps_and_secs):
+    """A metrics record whose last entry is at ``steps_and_secs[0]`` after ``[1]`` seconds."""
+    step, secs = steps_and_secs
+    return protocol.TrialTrainingMetrics(
+        protocol.TrainingTime(step + 1, secs),
+        training_accuracy_over_steps=[protocol.AccuracyAtStep(100.0 * (step + 1) / 100, step, 0.5)],
+    )
+
+
+def test_record_time_anchors_adds_one_point_per_change():
+    anchors: list = []
+    assert ev.record_time_anchors(anchors, [_record((9, 10.0)), None, protocol.TrialTrainingMetrics()])
+    assert anchors == [[[9.0, 10.0]], [], []]
+    assert not ev.record_time_anchors(anchors, [_record((9, 10.0)), None, None])  # nothing new
+    assert ev.record_time_anchors(anchors, [_record((9, 12.0)), None, None])  # same step, new total
+    assert anchors[0] == [[9.0, 12.0]]
+    assert ev.record_time_anchors(anchors, [_record((19, 20.0)), _record((4, 3.0)), None])
+    assert anchors[:2] == [[[9.0, 12.0], [19.0, 20.0]], [[4.0, 3.0]]]
+    # a restarted trial reports step 9 again: its latest total replaces the old one, in step order
+    assert ev.record_time_anchors(anchors, [_record((9, 30.0)), None, None])
+    assert anchors[0] == [[9.0, 30.0], [19.0, 20.0]]
+    assert isinstance(anchors[0][0][0], float)
+
+
+def test_proxy_outcome_carries_hours_steps_and_cost_spread():
+    from controllers.search.state import DONE
+
+    entry = ProxyTaskEntry("p", order_index=3, status=DONE)
+    entry.proxy_task_stats.stopping_state = MET_DESIRED_ACCURACY_CORRELATION
+    entry.proxy_task_stats.final_training_time_in_hours = 1.5
+    entry.proxy_task_stats.final_training_steps = 40
+    entry.cost_per_step = {"median": 2.0, "low": 1.0, "high": 2.2}
+    out = ev.proxy_outcome(entry)
+    assert out == ("p", True, 1.5, 3, 40, pytest.approx(0.3))
+    entry.cost_per_step = {"median": 0.0, "low": 1.0, "high": 2.0}
+    assert ev.proxy_outcome(entry).spread == 0.0
+    entry.cost_per_step = {"median": 2.0, "low": 3.0, "high": 2.0}  # an odd record: never negative
+    assert ev.proxy_outcome(entry).spread == 0.0
+    entry.cost_per_step = None
+    entry.status = "running"
+    assert ev.proxy_outcome(entry) == ("p", False, 1.5, 3, 40, 0.0)
+
+
+def test_cost_per_step_from_recorded_times():
+    anchors = [[[9.0, 10.0], [19.0, 30.0]], [[9.0, 20.0]]]
+    cost = ev.cost_per_step([_record((19, 30.0)), _record((9, 20.0))], anchors)
+    rates = [10.0 / 10, 20.0 / 10, 20.0 / 10]  # steps -1..9 and 9..19 of trial 0, -1..9 of trial 1
+    assert cost == ev.CostPerStep(2.0, 1.5, 2.0, 3)
+    assert cost.median == float(sorted(rates)[1])
+    assert cost.to_dict() == {"median": 2.0, "low": 1.5, "high": 2.0, "rates": 3}
+    assert cost.relative_spread == pytest.approx(0.125)
+
+
+def test_cost_per_step_falls_back_to_the_average_and_skips_backward_steps():
+    m = _record((9, 20.0))  # 10 steps in 20 s
+    assert ev.cost_per_step([m, None]) == ev.CostPerStep(2.0, 2.0, 2.0, 1)
+    assert ev.cost_per_step([None]) is None
+    assert ev.cost_per_step([protocol.TrialTrainingMetrics()]) is None
+    # anchors that go backwards in time are not rates; the trial's average stands in
+    assert ev.cost_per_step([m], [[[9.0, -5.0]]]) == ev.CostPerStep(2.0, 2.0, 2.0, 1)
+    assert ev.cost_per_step([m], [[[4.0, 5.0], [9.0, 20.0]]]) == ev.CostPerStep(2.0, 1.5, 2.5, 2)
+    assert ev.CostPerStep(0.0, 0.0, 1.0, 2).relative_spread == 0.0
