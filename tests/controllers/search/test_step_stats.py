@@ -147,3 +147,28 @@ def test_default_options_are_the_correlations_defaults():
     got = compute_step_stats(curves, ref).correlations["spearman"][0]
     assert got == both_correlations(proxy, ref)["spearman"]
     assert got != both_correlations(proxy, ref, n_bootstrap=1001)["spearman"]  # the interval sees the count
+
+
+def test_trial_seconds_at_uses_recorded_times_first():
+    from controllers.search.step_stats import trial_seconds_at
+
+    timed = TrialCurve(((9, 0.1), (19, 0.2)), 1.0, True, ((9, 10.0), (19, 40.0)))
+    assert trial_seconds_at(timed, 9) == 10.0
+    assert trial_seconds_at(timed, 14) == pytest.approx(25.0)  # between the anchors
+    assert trial_seconds_at(timed, 4) == pytest.approx(5.0)  # from step -1 at 0 s
+    assert trial_seconds_at(timed, 20) is None
+    plain = TrialCurve(((9, 0.1), (19, 0.2)), 2.0, True)
+    assert trial_seconds_at(plain, 19) == 40.0  # (step + 1) steps at 2 s
+    assert trial_seconds_at(plain, 0) == 2.0
+    assert trial_seconds_at(plain, 20) is None
+    assert trial_seconds_at(TrialCurve(((9, 0.1),), None, True), 9) is None
+    assert trial_seconds_at(TrialCurve((), 2.0, True), 0) is None
+
+
+def test_mean_of_known_values():
+    from controllers.search.step_stats import _mean
+
+    assert _mean([1.0, None, 2.0]) == 1.5
+    assert _mean([None, None]) is None
+    assert _mean([]) is None
+    assert _mean([0.0]) == 0.0
