@@ -38,6 +38,10 @@ Measured per rule over all searches:
   proxy's at its stable crossing (median; below 1 when the pick is early on noise);
 * trial-hours: the whole search's cost, relative to the point rule's.
 
+Rows "+ elimination" add early elimination (``controllers.stats.decide_elimination`` on the
+point correlation, against the best proxy's time; "wait" is its ``min_fraction``): a proxy
+is then cut at the first evaluation where elimination or the stop rule holds.
+
     python bench/decision_quality.py                  # 10 and 20 models, 150 searches each (~80 s)
     python bench/decision_quality.py --method kendall # slower: ~1 min for 10 models, ~4 for 20
     python bench/decision_quality.py --searches 600 --models 10
@@ -60,6 +64,7 @@ from controllers.stats import (  # noqa: E402
     MET_DESIRED_ACCURACY_CORRELATION,
     StepSeries,
     combine_noise,
+    decide_elimination,
     decide_stop,
     hold_probability,
     roughness_std,
@@ -81,6 +86,7 @@ class Rule:
     confirm: int = 1
     use_seed_std: bool = False
     smooth: int = 1
+    eliminate: float | None = None  # early elimination on top, with this min_fraction
 
 
 RULES = (
@@ -97,6 +103,11 @@ RULES = (
     Rule("retrain 95 %, 2 evals, mean of 2", "retrain", 0.05, 2, False, 2),
     Rule("retrain 90 %, 2 evals, mean of 2", "retrain", 0.10, 2, False, 2),
     Rule("retrain 95 %, 2 evals, mean of 2, +seed_std", "retrain", 0.05, 2, True, 2),
+    Rule("point + elimination (wait 0.7, the default)", "point", eliminate=0.7),
+    Rule("retrain 95 %, 2 evals, mean of 2 + elim. (no wait)", "retrain", 0.05, 2, False, 2, eliminate=0.0),
+    Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.3)", "retrain", 0.05, 2, False, 2, eliminate=0.3),
+    Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.5)", "retrain", 0.05, 2, False, 2, eliminate=0.5),
+    Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.7)", "retrain", 0.05, 2, False, 2, eliminate=0.7),
 )
 
 
@@ -254,6 +265,18 @@ def run_rule(rule: Rule, proxies: list[Proxy], series: list[dict[str, StepSeries
         )
         evals = p.observed.shape[1]
         stop_k = evals - 1 if d.index is None else d.index
+        if rule.eliminate is not None:
+            plain = s["plain"]
+            e = decide_elimination(
+                plain.median_hours,
+                plain.correlation,
+                target=TARGET,
+                best_hours=None if best is None else best[0],
+                min_fraction=rule.eliminate,
+            )
+            if e.index is not None and e.index < stop_k:
+                cost += n * p.hours(e.index)
+                continue
         cost += n * p.hours(stop_k)
         if d.state == MET_DESIRED_ACCURACY_CORRELATION and d.crossing is not None:
             cand = (d.crossing.hours, i, d.crossing.index)
@@ -295,7 +318,7 @@ def run(
 def table(results: dict[str, list[Outcome]]) -> str:
     base = float(np.mean([o.trial_hours for o in results["point"]]))
     lines = [
-        f"{'rule':<45} {'wrong winner':>12} {'(below at decision)':>19} {'missed cheapest':>15} {'none picked':>11} "
+        f"{'rule':<52} {'wrong winner':>12} {'(below at decision)':>19} {'missed cheapest':>15} {'none picked':>11} "
         f"{'late (evals)':>12} {'late (time)':>11} {'pick cost':>9} {'trial-hours':>11}"
     ]
     for label, outs in results.items():
@@ -311,7 +334,7 @@ def table(results: dict[str, list[Outcome]]) -> str:
         le = f"{np.mean(late_e):.2f}" if late_e else "-"
         lr = f"{np.mean(late_r):.2f}x" if late_r else "-"
         lines.append(
-            f"{label:<45} {wrong:>12.1%} {below:>19.1%} {missed:>15.1%} {none:>11.1%} {le:>12} {lr:>11} {pc:>9} {hours:>10.2f}x"
+            f"{label:<52} {wrong:>12.1%} {below:>19.1%} {missed:>15.1%} {none:>11.1%} {le:>12} {lr:>11} {pc:>9} {hours:>10.2f}x"
         )
     return "\n".join(lines)
 

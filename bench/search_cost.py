@@ -19,11 +19,17 @@ known analytically.
   finishes its cycle and sees "stop now" at its next check). Proxies run one
   after the other in generator order; a later proxy is stopped by the
   not-best rule when its median hours reach the best proxy's final hours.
+  With early elimination (``controllers.stats.decide_elimination``, the
+  search's defaults) and proxies run cheapest first by seconds per step (cost
+  order); "before" is the same without either (the not-best rule alone, in
+  the listed order).
+* hard floor: the oracle plus two evaluations of every other proxy (a trend
+  needs two points): what no sequential search can go below.
 * reference: the same decisions, but its "stop now" is never written (0.0
   dropped), so every proxy's trials run until ``MAX_TRAINING_TIME`` (the time
   limit, checked at cycle boundaries) or completion.
 
-    python bench/search_cost.py [--poll-secs 60]
+    python bench/search_cost.py [--poll-secs 60] [--min-fraction 0.7] [--z 1.645] [--noise-floor 0.01]
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from controllers.search.evaluate import Targets, decide  # noqa: E402
 from controllers.search.step_stats import TrialCurve, compute_step_stats  # noqa: E402
+from controllers.stats import (  # noqa: E402
+    DEFAULT_ELIMINATION_Z,
+    DEFAULT_MIN_FRACTION,
+    DEFAULT_NOISE_FLOOR,
+    decide_elimination,
+)
 
 N_MODELS = 10
 PAIRS = N_MODELS * (N_MODELS - 1) // 2
@@ -121,7 +133,18 @@ class Run:
         return N_MODELS * self.run_secs / 3600.0
 
 
-def simulate(proxy: Proxy, best_hours: float | None, poll_secs: float) -> tuple[Run, float]:
+@dataclass(frozen=True)
+class Elimination:
+    """Early elimination settings (``None``: off, the not-best rule alone)."""
+
+    z: float = DEFAULT_ELIMINATION_Z
+    noise_floor: float = DEFAULT_NOISE_FLOOR
+    min_fraction: float = DEFAULT_MIN_FRACTION
+
+
+def simulate(
+    proxy: Proxy, best_hours: float | None, poll_secs: float, elim: Elimination | None = None
+) -> tuple[Run, float]:
     """Our controller on one proxy; returns (run, wall seconds when the decision was taken)."""
     total_cycles = TOTAL_STEPS // CYCLE_STEPS
     total_secs = total_cycles * proxy.cycle_secs
@@ -133,6 +156,20 @@ def simulate(proxy: Proxy, best_hours: float | None, poll_secs: float) -> tuple[
         ended = cycles == total_cycles
         stats = compute_step_stats(_curves(proxy, cycles, ended), TRUTH, n_bootstrap=50, seed=0, cache=cache)
         decision = decide(stats, TARGETS, best_hours)
+        if elim is not None:
+            series = stats.series(TARGETS.method)
+            out = decide_elimination(
+                series.median_hours,
+                series.correlation,
+                target=TARGET_TAU,
+                best_hours=best_hours,
+                horizon_hours=TIME_LIMIT_HRS,
+                z=elim.z,
+                noise_floor=elim.noise_floor,
+                min_fraction=elim.min_fraction,
+            )
+            if out.stop and (not decision.stop or decision.index is None or (out.index or 0) < decision.index):
+                return Run(out.state, min(total_secs, (cycles + 1) * proxy.cycle_secs), None), w
         if decision.stop:
             run_secs = min(total_secs, (cycles + 1) * proxy.cycle_secs)  # the running cycle completes
             hours = decision.crossing.hours if decision.succeeded and decision.crossing else None
@@ -162,27 +199,59 @@ def oracle(proxies: list[Proxy]) -> tuple[str, float]:
     return best
 
 
-def run_scenario(title: str, proxies: list[Proxy], poll_secs: float) -> tuple[float, float, float]:
-    print(f"\n{title} (target Kendall tau {TARGET_TAU}, time limit {TIME_LIMIT_HRS:g} h, poll {poll_secs:g} s)")
-    print(f"{'proxy':8s} {'s/step':>7s} {'truth: crossing':>16s} {'ours: outcome':>34s} {'ours h':>7s} {'ref h':>7s}")
+def hard_floor(proxies: list[Proxy]) -> float:
+    """The oracle plus two evaluations of every other proxy (a trend needs two points)."""
+    name, cost = oracle(proxies)
+    return cost + sum(N_MODELS * 2 * px.cycle_secs / 3600.0 for px in proxies if px.name != name)
+
+
+def search(
+    proxies: list[Proxy], poll_secs: float, elim: Elimination | None, cost_order: bool
+) -> tuple[float, list[tuple[Proxy, Run]]]:
+    """One sequential search; with ``cost_order`` cheapest seconds per step first."""
+    order = sorted(proxies, key=lambda p: p.secs_per_step) if cost_order else list(proxies)
     best_hours: float | None = None
-    ours_total = ref_total = 0.0
-    for px in proxies:
-        run, _ = simulate(px, best_hours, poll_secs)
+    total, runs = 0.0, []
+    for px in order:
+        run, _ = simulate(px, best_hours, poll_secs, elim)
         if run.final_hours is not None and (best_hours is None or run.final_hours < best_hours):
             best_hours = run.final_hours
+        total += run.trial_hours
+        runs.append((px, run))
+    return total, runs
+
+
+def run_scenario(title: str, proxies: list[Proxy], poll_secs: float, elim: Elimination) -> dict[str, float]:
+    print(f"\n{title} (target Kendall tau {TARGET_TAU}, time limit {TIME_LIMIT_HRS:g} h, poll {poll_secs:g} s)")
+    plain, plain_runs = search(proxies, poll_secs, None, cost_order=False)
+    ours, runs = search(proxies, poll_secs, elim, cost_order=True)
+    before = {px.name: run for px, run in plain_runs}
+    print(
+        f"{'proxy':8s} {'s/step':>7s} {'truth: crossing':>16s} {'ours: outcome':>50s} {'ours h':>7s} "
+        f"{'before h':>8s} {'ref h':>7s}"
+    )
+    ref_total = 0.0
+    for px, run in runs:
         ref = N_MODELS * reference_secs(px) / 3600.0
-        ours_total += run.trial_hours
         ref_total += ref
         step = px.crossing_step()
         truth = "never" if step is None else f"step {step} ({(step + 1) * px.secs_per_step / 3600:.2f} h)"
-        print(f"{px.name:8s} {px.secs_per_step:7.2f} {truth:>16s} {run.state:>34s} {run.trial_hours:7.2f} {ref:7.2f}")
+        print(
+            f"{px.name:8s} {px.secs_per_step:7.2f} {truth:>16s} {run.state:>50s} {run.trial_hours:7.2f} "
+            f"{before[px.name].trial_hours:8.2f} {ref:7.2f}"
+        )
     name, oracle_cost = oracle(proxies)
-    print(f"oracle: {name} stopped at its crossing = {oracle_cost:.2f} trial-hours")
-    print(f"total trial-hours: ours {ours_total:.2f}, reference {ref_total:.2f}, oracle {oracle_cost:.2f}")
-    print(f"ratios: ours/oracle {ours_total / oracle_cost:.2f}x, reference/oracle {ref_total / oracle_cost:.2f}x, "
-          f"reference/ours {ref_total / ours_total:.2f}x")  # fmt: skip
-    return ours_total, ref_total, oracle_cost
+    floor = hard_floor(proxies)
+    print(f"oracle: {name} stopped at its crossing = {oracle_cost:.2f} trial-hours; hard floor {floor:.2f}")
+    print(
+        f"total trial-hours: ours {ours:.2f} (before: no elimination, given order {plain:.2f}), "
+        f"reference {ref_total:.2f}, oracle {oracle_cost:.2f}, hard floor {floor:.2f}"
+    )
+    print(
+        f"ratios: ours/hard floor {ours / floor:.2f}x, ours/oracle {ours / oracle_cost:.2f}x, "
+        f"before/hard floor {plain / floor:.2f}x, reference/oracle {ref_total / oracle_cost:.2f}x"
+    )
+    return {"ours": ours, "before": plain, "oracle": oracle_cost, "floor": floor, "reference": ref_total}
 
 
 SCENARIOS: dict[str, list[Proxy]] = {
@@ -203,9 +272,12 @@ SCENARIOS: dict[str, list[Proxy]] = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--poll-secs", type=float, default=60.0, help="controller poll interval (reference: 60)")
+    ap.add_argument("--z", type=float, default=DEFAULT_ELIMINATION_Z, help="elimination band, in standard errors")
+    ap.add_argument("--noise-floor", type=float, default=DEFAULT_NOISE_FLOOR, help="smallest trend scatter")
+    ap.add_argument("--min-fraction", type=float, default=DEFAULT_MIN_FRACTION, help="wait before eliminating")
     args = ap.parse_args(argv)
     for title, proxies in SCENARIOS.items():
-        run_scenario(title, proxies, args.poll_secs)
+        run_scenario(title, proxies, args.poll_secs, Elimination(args.z, args.noise_floor, args.min_fraction))
     return 0
 
 

@@ -21,9 +21,17 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from controllers.config import NAME_MAX_LENGTH, NAME_PATTERN, ControllerConfig, StrictModel
-from controllers.stats import DEFAULT_CONFIRM, DEFAULT_FALSE_PASS_RATE
+from controllers.stats import (
+    DEFAULT_CONFIRM,
+    DEFAULT_ELIMINATION_WINDOW,
+    DEFAULT_ELIMINATION_Z,
+    DEFAULT_FALSE_PASS_RATE,
+    DEFAULT_MIN_FRACTION,
+    DEFAULT_NOISE_FLOOR,
+    DEFAULT_PLATEAU_POINTS,
+)
 
-__all__ = ["ReferenceConfig", "GridDimension", "ProxyTasksConfig", "NoiseConfig", "SearchConfig"]
+__all__ = ["ReferenceConfig", "GridDimension", "ProxyTasksConfig", "NoiseConfig", "EliminationConfig", "SearchConfig"]
 
 
 class ReferenceConfig(StrictModel):
@@ -92,6 +100,19 @@ class NoiseConfig(StrictModel):
         return self
 
 
+class EliminationConfig(StrictModel):
+    """Early elimination (``controllers.stats.decide_elimination``): stop a proxy whose correlation
+    trend cannot reach the target before the best proxy's time, or has plateaued below it."""
+
+    enabled: bool = True
+    window: int = Field(default=DEFAULT_ELIMINATION_WINDOW, ge=2)
+    plateau_points: int = Field(default=DEFAULT_PLATEAU_POINTS, ge=2)
+    z: float = Field(default=DEFAULT_ELIMINATION_Z, ge=0)
+    noise_floor: float = Field(default=DEFAULT_NOISE_FLOOR, ge=0)
+    # wait until the proxy has spent this share of the best's time (or of the time limit)
+    min_fraction: float = Field(default=DEFAULT_MIN_FRACTION, ge=0, le=1)
+
+
 class SearchConfig(ControllerConfig):
     """Proxy-task search (reference §4) with our additions (CI stop rule, noise ceiling, plots)."""
 
@@ -110,6 +131,12 @@ class SearchConfig(ControllerConfig):
     training_time_hrs_limit: float | None = Field(default=3.0, ge=0)
     desired_latency_correlation: float | None = Field(default=0.65, ge=-1, le=1)
     early_stop_proxy_task_if_not_best: bool = True
+    elimination: EliminationConfig = Field(default_factory=EliminationConfig)
+    # declared training seconds per step of each proxy (by name): candidates run cheapest first,
+    # and one that cannot beat the best even crossing at its first evaluation is skipped
+    proxy_costs: dict[str, float] = Field(default_factory=dict)
+    # the zero-compute candidate: the full setup stopped early, judged on the reference's curves
+    full_setup_candidate: bool = True
     min_pairs: int = Field(default=5, ge=2)
     min_valid_ratio: float = Field(default=0.7, ge=0, le=1)
     bootstrap_resamples: int = Field(default=1000, ge=0)
@@ -130,6 +157,9 @@ class SearchConfig(ControllerConfig):
             raise ValueError(
                 "set desired_accuracy_correlation or desired_accuracy: without either no proxy can succeed"
             )
+        bad = {k: v for k, v in self.proxy_costs.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"proxy_costs must be seconds per step >= 0, but got {bad}")
         if self.stop_rule == "lower_bound" and self.bootstrap_resamples == 0:
             raise ValueError("stop_rule 'lower_bound' needs the bootstrap interval: set bootstrap_resamples > 0")
         return self

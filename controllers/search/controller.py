@@ -42,6 +42,7 @@ from controllers.latency.mode import latency_workers, trial_latency
 from controllers.runners import Runner
 from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
+from controllers.search.full_setup import FULL_SETUP_NAME, full_setup_curves
 from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference
 from controllers.search.proxy_configs import ProxyTaskConfig
 from controllers.search.reference import ReferenceModels, model_selection_latency_mode, read_latencies
@@ -63,6 +64,8 @@ from controllers.stats import (
     StopDecision,
     best_proxy,
     check_same_scale,
+    cost_order,
+    decide_skip,
     degenerate_scores,
     score_scale,
 )
@@ -324,17 +327,22 @@ class SearchController:
         ):
             raise SearchAborted(verdict.message)
         self._check_reference_scores()
+        self._full_setup()
+        by_name = {c.name: c for c in configs}
+        order = cost_order([c.name for c in configs], self.config.proxy_costs)
         try:
             with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
-                for cfg in configs:
-                    entry = self.state.proxy_tasks_map[cfg.name]
+                for k, name in enumerate(order):
+                    cfg, entry = by_name[name], self.state.proxy_tasks_map[name]
                     if entry.status == DONE:
                         logger.info(
                             "proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state
                         )
                         continue
+                    if entry.job is None and self._skip(entry):
+                        continue
                     self._evaluate(cfg, entry)
-                    self._abort_if_all_failed(entry, [c.name for c in configs[configs.index(cfg) + 1 :]])
+                    self._abort_if_all_failed(entry, order[k + 1 :])
         except RunInterrupted:
             self.state.status = "interrupted"
             self.save()
@@ -417,6 +425,30 @@ class SearchController:
         if not best:
             return None
         return self.state.proxy_tasks_map[best].proxy_task_stats.final_training_time_in_hours
+
+    def _skip(self, entry: ProxyTaskEntry) -> bool:
+        """Skips (and records) a candidate whose declared cost cannot beat the best; before any launch."""
+        firsts = [
+            e.proxy_task_stats.training_steps[0]
+            for e in self.state.ordered_entries()
+            if e.proxy_task_stats.training_steps
+        ]
+        found = decide_skip(
+            self.config.proxy_costs.get(entry.proxy_task_name), min(firsts, default=None), self._best_hours()
+        )
+        if not found.stop:
+            return False
+        entry.proxy_task_stats.stopping_state = found.state
+        entry.stop_reason = found.reason
+        entry.log_decision(
+            {"poll": None, "stop": True, "state": found.state, "reason": found.reason, "skip": found.inputs}
+        )
+        entry.cost_trial_hours = 0.0  # nothing launched: a real zero
+        entry.status = DONE
+        self.save()
+        logger.info("proxy task %s: %s: %s", entry.proxy_task_name, found.state, found.reason)
+        self.progress.message(f"proxy task {entry.proxy_task_name}: {found.state}")
+        return True
 
     def _update_best(self) -> str:
         outcomes = [ev.proxy_outcome(e) for e in self.state.ordered_entries()]
@@ -502,17 +534,6 @@ class SearchController:
         assert self.reference is not None
         cfg = self.config
         ev.record_time_anchors(run.entry.time_anchors, metrics)
-        target = cfg.desired_accuracy_correlation
-        hold = None
-        if target is not None:
-            noise = self.seed_noise
-            hold = HoldSettings(
-                target,
-                None if noise is None else noise.seed_std,
-                n_sim=cfg.retrain_n_sim,
-                seed=cfg.seed,
-                seed_source="" if noise is None else noise.source,
-            )
         return compute_step_stats(
             ev.curves_from_metrics(metrics, ended, run.entry.time_anchors),
             self.reference.accuracies,
@@ -522,8 +543,57 @@ class SearchController:
             confidence=cfg.confidence,
             seed=cfg.seed,
             cache=run.cache,
-            hold=hold,
+            hold=self._hold_settings(),
         )
+
+    def _hold_settings(self) -> HoldSettings | None:
+        cfg = self.config
+        if cfg.desired_accuracy_correlation is None:
+            return None
+        noise = self.seed_noise
+        return HoldSettings(
+            cfg.desired_accuracy_correlation,
+            None if noise is None else noise.seed_std,
+            n_sim=cfg.retrain_n_sim,
+            seed=cfg.seed,
+            seed_source="" if noise is None else noise.source,
+        )
+
+    def _full_setup(self) -> None:
+        """The zero-compute candidate (``search.full_setup``), first, with the same stop rule."""
+        assert self.reference is not None
+        if not self.config.full_setup_candidate or FULL_SETUP_NAME in self.state.proxy_tasks_map:
+            return  # off, or already recorded (a resumed search keeps it as decided)
+        curves = full_setup_curves(self.reference)
+        if curves is None:
+            logger.info("no reference curves (a table, or a resumed state): no full-setup candidate")
+            return
+        cfg = self.config
+        stats = compute_step_stats(
+            curves,
+            self.reference.accuracies,
+            min_pairs=cfg.min_pairs,
+            min_valid_ratio=cfg.min_valid_ratio,
+            n_bootstrap=cfg.bootstrap_resamples,
+            confidence=cfg.confidence,
+            seed=cfg.seed,
+            hold=self._hold_settings(),
+        )
+        entry = ProxyTaskEntry(FULL_SETUP_NAME, order_index=-1, args=dict(cfg.trainer.args))
+        ev.fill_step_stats(entry, stats, self.targets.method)
+        decision = ev.decide(stats, self.targets, None)
+        entry.log_decision(ev.decision_record(stats, self.targets, None, decision, poll=None))
+        if decision.stop:  # a success, or the time limit reached before one
+            self._apply_decision(entry, decision)
+        else:
+            entry.proxy_task_stats.stopping_state = RAN_TILL_COMPLETION
+            entry.stop_reason = f"the reference's own curves, before their last evaluation: {decision.reason}"
+        entry.cost_trial_hours = 0.0  # nothing trained: the reference's records
+        entry.status = DONE
+        self.state.proxy_tasks_map[FULL_SETUP_NAME] = entry
+        self._update_best()
+        self.save()
+        self.progress.message(f"{FULL_SETUP_NAME}: {entry.proxy_task_stats.stopping_state}")
 
     def _too_many_failures(self, failed: int) -> bool:
         n = self.reference.num_trials if self.reference else 0
@@ -560,7 +630,21 @@ class SearchController:
         if not decided and settled != run.last_settled:
             run.last_settled = settled
             decision = ev.decide(stats, self.targets, best_hours)
-            entry.log_decision(ev.decision_record(stats, self.targets, best_hours, decision, poll=view.poll_index))
+            record = ev.decision_record(stats, self.targets, best_hours, decision, poll=view.poll_index)
+            elim = self.config.elimination
+            if elim.enabled:
+                found = ev.eliminate(
+                    stats,
+                    self.targets,
+                    best_hours,
+                    window=elim.window,
+                    plateau_points=elim.plateau_points,
+                    z=elim.z,
+                    noise_floor=elim.noise_floor,
+                    min_fraction=elim.min_fraction,
+                )
+                decision = ev.apply_elimination(record, decision, found)
+            entry.log_decision(record)
             if decision.stop:
                 self._apply_decision(entry, decision)
                 logger.info("proxy task %s: stop (%s): %s", entry.proxy_task_name, decision.state, decision.reason)

@@ -20,9 +20,11 @@ from controllers.stats import (
     DEFAULT_CONFIRM,
     DEFAULT_FALSE_PASS_RATE,
     Correlation,
+    EliminationDecision,
     ProxyOutcome,
     StopDecision,
     both_correlations,
+    decide_elimination,
     decide_stop,
 )
 from proxy_task_utils import protocol
@@ -39,6 +41,8 @@ __all__ = [
     "fill_step_stats",
     "decide",
     "decision_record",
+    "eliminate",
+    "apply_elimination",
     "latency_check",
     "LatencyCheck",
 ]
@@ -222,6 +226,60 @@ def decide(stats: StepStats, targets: Targets, best_hours: float | None) -> Stop
         false_pass_rate=targets.false_pass_rate,
         confirm=targets.confirm,
     )
+
+
+def eliminate(
+    stats: StepStats,
+    targets: Targets,
+    best_hours: float | None,
+    *,
+    window: int,
+    plateau_points: int,
+    z: float,
+    noise_floor: float,
+    min_fraction: float,
+) -> EliminationDecision:
+    """Early elimination on the settled steps' point correlation (disabled without a correlation target).
+
+    The point correlation is what every stop rule's evidence grows from; a proxy whose point
+    trend cannot reach the target cannot pass the stricter rules either.
+    """
+    if targets.desired_correlation is None:
+        return EliminationDecision(False, "", "no desired correlation: elimination is off")
+    series = stats.series(targets.method)
+    return decide_elimination(
+        series.median_hours,
+        series.correlation,
+        target=targets.desired_correlation,
+        best_hours=best_hours,
+        horizon_hours=targets.training_time_hrs_limit,
+        window=window,
+        plateau_points=plateau_points,
+        z=z,
+        noise_floor=noise_floor,
+        min_fraction=min_fraction,
+    )
+
+
+def apply_elimination(record: dict[str, Any], decision: StopDecision, elimination: EliminationDecision) -> StopDecision:
+    """Adds the elimination check to a decision's log record; returns the decision that stands.
+
+    The earlier evaluation decides (the stop rule on a tie), so the verdict is the same however
+    many evaluations a poll happened to see at once.
+    """
+    record["elimination"] = {
+        "stop": elimination.stop,
+        "state": elimination.state,
+        "reason": elimination.reason,
+        "index": elimination.index,
+        "inputs": elimination.inputs,
+    }
+    if not elimination.stop:
+        return decision
+    if decision.stop and (decision.index is None or elimination.index is None or decision.index <= elimination.index):
+        return decision
+    record.update(stop=True, state=elimination.state, reason=elimination.reason)
+    return StopDecision(True, elimination.state, elimination.reason, None, elimination.index)
 
 
 def _opt(v: float | None) -> float | None:

@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.search.full_setup import FULL_SETUP_NAME, stopped_at_pct
 from controllers.search.plots import plot_file_names
 from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState, read_folder_json
 from controllers.search.uncertainty import ceiling_blocks_target, hold_line, verdict_lines
@@ -169,6 +170,8 @@ def best_proxy_config(
     steps = _train_steps_count(entry)
     if steps is None:
         return None
+    if name == FULL_SETUP_NAME:
+        return _full_setup_config(state, entry, steps)
     length = _length_settings(state, train_steps_arg, decay_steps_arg)
     args = dict(entry.args)
     notes = []
@@ -197,6 +200,48 @@ def best_proxy_config(
         "note": "; ".join(notes) + " (the proxy's final training step + 1; a decay flag gets the same length so "
         "a cosine learning-rate decay ends near zero at the new length)",
     }
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3g}"
+
+
+def _full_setup_config(state: SearchState, entry: ProxyTaskEntry, steps: int) -> dict[str, Any]:
+    """The zero-compute winner: the search's own settings (length and decay too), stopped early."""
+    s = entry.proxy_task_stats
+    pct = stopped_at_pct(steps, state.reference or {})
+    return {
+        "proxy_task_name": FULL_SETUP_NAME,
+        "args": dict(entry.args),
+        "stop_at_step": steps,
+        "stop_at_pct": pct,
+        "final_training_steps": s.final_training_steps,
+        "final_training_time_in_hours": s.final_training_time_in_hours,
+        "stopping_state": s.stopping_state,
+        "correlation_method": state.correlation_method,
+        "correlation_at_decision": _correlation_at_decision(entry, state.correlation_method),
+        "note": f"the full setup (the search's own settings, its length and decay unchanged), stopped after "
+        f"{steps} steps ({_pct(pct)} % of the full training): judged on the reference models' own curves",
+    }
+
+
+def full_setup_lines(state: SearchState) -> list[str]:
+    """What the zero-compute candidate said, and whether it won (empty when it was not evaluated)."""
+    entry = state.proxy_tasks_map.get(FULL_SETUP_NAME)
+    if entry is None:
+        return []
+    s = entry.proxy_task_stats
+    if not entry.succeeded:
+        return [f"The full setup stopped early ({FULL_SETUP_NAME}, judged on the reference's own curves at no "
+                f"cost) never met the target before its last evaluation: {entry.stop_reason}."]  # fmt: skip
+    pct = stopped_at_pct(_train_steps_count(entry), state.reference or {})
+    head = (
+        f"The full setup stopped at {_pct(pct)} % of its steps ({FULL_SETUP_NAME}, judged on the reference's own "
+        f"curves at no cost) meets the target at {human_hours(s.final_training_time_in_hours)} per model"
+    )
+    if state.best_proxy_task_name == FULL_SETUP_NAME:
+        return [head + ": no proxy beat it, so it is the best (train as in the search and stop there)."]
+    return [head + f"; the best proxy, {state.best_proxy_task_name}, is cheaper."]
 
 
 def _length_settings(state: SearchState, train_steps_arg: str | None, decay_steps_arg: str | None) -> dict[str, Any]:
@@ -252,6 +297,7 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         summary.append(f"Cost of evaluating this proxy: {human_hours(e.cost_trial_hours)} of trial time.")
     else:
         summary.append("No proxy task met the target: see below why each one stopped.")
+    summary += full_setup_lines(state)
     summary.append(
         f"Total cost of the search: {human_hours(total_cost)} of trial time over {len(entries)} proxy tasks."
     )

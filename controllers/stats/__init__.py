@@ -9,6 +9,23 @@ best proxy; the noise ceiling of a correlation target. ``None`` always means "no
 from __future__ import annotations
 
 from controllers.stats._correlation import Correlation, bootstrap_interval, both_correlations, rank_correlation
+from controllers.stats._elimination import (
+    CANNOT_REACH_BEFORE_BEST,
+    DEFAULT_ELIMINATION_WINDOW,
+    DEFAULT_ELIMINATION_Z,
+    DEFAULT_MIN_FRACTION,
+    DEFAULT_NOISE_FLOOR,
+    DEFAULT_PLATEAU_POINTS,
+    ELIMINATION_STATES,
+    PLATEAUED_BELOW_DESIRED,
+    SKIPPED_CANNOT_BE_CHEAPER,
+    EliminationDecision,
+    Trend,
+    correlation_trend,
+    cost_order,
+    decide_elimination,
+    decide_skip,
+)
 from controllers.stats._filtering import Candidate, FilterResult, filter_candidates, trial_id_sort_key
 from controllers.stats._noise import Ceiling, noise_ceiling, prob_target_reachable
 from controllers.stats._retrain import combine_noise, hold_probability, models_for_half_width, roughness_std
@@ -52,6 +69,21 @@ from controllers.stats._variance import (
 )
 
 __all__ = [
+    "CANNOT_REACH_BEFORE_BEST",
+    "DEFAULT_ELIMINATION_WINDOW",
+    "DEFAULT_ELIMINATION_Z",
+    "DEFAULT_MIN_FRACTION",
+    "DEFAULT_NOISE_FLOOR",
+    "DEFAULT_PLATEAU_POINTS",
+    "ELIMINATION_STATES",
+    "PLATEAUED_BELOW_DESIRED",
+    "SKIPPED_CANNOT_BE_CHEAPER",
+    "cost_order",
+    "decide_skip",
+    "EliminationDecision",
+    "Trend",
+    "correlation_trend",
+    "decide_elimination",
     "DEFAULT_CONFIRM",
     "DEFAULT_FALSE_PASS_RATE",
     "DEFAULT_SMOOTH",

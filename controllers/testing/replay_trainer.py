@@ -20,6 +20,9 @@ Flags:
                                 ``accuracy(t) = quality * (1 - exp(-t / (tau * N))) + noise``.
     --noise=F (0.01)            std of the Gaussian noise added to each eval.
     --noise_seed=S (0)          noise seed (mixed with the params, trial id and step).
+    --offset=F (0)              std of a fixed per-architecture offset (the same at every step):
+                                a proxy that ranks the models stably wrong, so its correlation
+                                settles below 1 and stays there.
     --curve=table:a,b,c         accuracies per cycle instead of the formula (last value repeats).
     --sleep_per_cycle=SECS (0)  wall time per cycle.
     --sleep_schedule=C:SECS,... from cycle C on (0-based), sleep SECS per cycle instead (a trainer
@@ -89,6 +92,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--tau", type=float, default=0.3)
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--noise_seed", type=int, default=0)
+    ap.add_argument("--offset", type=float, default=0.0)
     ap.add_argument("--curve", default="")
     ap.add_argument("--sleep_per_cycle", type=float, default=0.0)
     ap.add_argument("--sleep_schedule", default="")
@@ -142,6 +146,8 @@ def accuracy_at(params: dict, args: argparse.Namespace, trial_id: str, step: int
     else:
         quality = float(params.get("quality", 0.3 + 0.6 * _hash01("quality", params)))
         base = quality * (1.0 - math.exp(-step / (args.tau * args.train_steps)))
+    if args.offset:
+        base += args.offset * random.Random(_hash01("offset", params, args.noise_seed)).gauss(0.0, 1.0)
     rng = random.Random(_hash01("noise", params, trial_id, step, args.noise_seed))
     return base + args.noise * rng.gauss(0.0, 1.0)
 

@@ -148,6 +148,7 @@ def search_config(tmp_path: Any, proxies: Any, **overrides: Any) -> SearchConfig
         "desired_latency_correlation": 0.65,
         "bootstrap_resamples": 100,
         "plots": False,
+        "full_setup_candidate": False,  # tests of the zero-compute candidate turn it on
     }
     data.update(overrides)
     return parse_config(data, SearchConfig)

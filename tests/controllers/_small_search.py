@@ -45,6 +45,7 @@ def search_config(tmp_path: Path, proxies: list[tuple[str, dict[str, Any]]], **o
         "bootstrap_resamples": 50,
         "plots": True,
         "plot_interval_secs": 0,
+        "full_setup_candidate": False,  # the searches here are about their own proxies
     }
     data.update(overrides)
     return data

@@ -178,7 +178,9 @@ def test_demo_small_runs_the_pytorch_example_end_to_end(tmp_path):
     selection = json.loads((out / "model_selection" / "MODEL_SELECTION_STATE.json").read_text())
     assert selection["iterations"][-1]["num_trials"] == 5
     search = json.loads((out / "search" / "SEARCH_CONTROLLER_STATE.json").read_text())
-    assert list(search["proxy_tasks_map"]) == ["data50"]
+    # the proxy, and the zero-compute candidate judged on the reference's own curves (it costs nothing)
+    assert list(search["proxy_tasks_map"]) == ["data50", "full_setup_stopped_early"]
+    assert search["proxy_tasks_map"]["full_setup_stopped_early"]["cost_trial_hours"] == 0
     metrics = json.loads(next((out / "search").rglob("TRIAL_TRAINING_METRICS.json")).read_text())
     assert metrics["latency"] > 0 and metrics["training_accuracy_over_steps"]
     assert (out / "variance" / "variance_curves.png").exists()

@@ -42,7 +42,7 @@ def test_picks_cheapest_true_proxy_rejects_noisy_and_stop_now_stops(tmp_path):
         ("good_fast", {**GOOD, "sleep_per_cycle": 0.03}),
         ("noisy_after_best", {**NOISY, "train_steps": 2000, "sleep_per_cycle": 0.1}),
     ]
-    cfg = _config(tmp_path, proxies)
+    cfg = _config(tmp_path, proxies, elimination={"enabled": False})  # the reference's rules alone
     cfg.trainer.length_flag, cfg.trainer.decay_flag = "train_steps", "decay_steps"  # what the yaml may set
     state = SearchController(cfg).run()
     m = state.proxy_tasks_map
@@ -115,7 +115,8 @@ def _variance_dir(tmp_path, seed_std: float) -> str:
 def test_time_limit_rule_fires_then_a_grown_config_list_resumes(tmp_path):
     noise = {"variance_dir": _variance_dir(tmp_path, 0.005), "n_sim": 200}
     limited = ("noisy_long", {**NOISY, "train_steps": 4000, "sleep_per_cycle": 0.05})
-    cfg = _config(tmp_path, [limited], training_time_hrs_limit=0.6 / 3600, noise=noise)
+    off = {"enabled": False}  # the time-limit rule alone (a random ranking would be eliminated first)
+    cfg = _config(tmp_path, [limited], training_time_hrs_limit=0.6 / 3600, noise=noise, elimination=off)
     state = SearchController(cfg).run()
     entry = state.proxy_tasks_map["noisy_long"]
     assert entry.proxy_task_stats.stopping_state == EXCEEDED_TRAIN_TIME_LIMIT
@@ -132,6 +133,7 @@ def test_time_limit_rule_fires_then_a_grown_config_list_resumes(tmp_path):
         [limited, ("good", {**GOOD, "sleep_per_cycle": 0.02})],
         training_time_hrs_limit=0.6 / 3600,
         noise=noise,
+        elimination=off,
     )
     state2 = SearchController(grown, resume=True).run()
     assert [t["launches"] for t in state2.proxy_tasks_map["noisy_long"].job["trials"]] == launched_before

@@ -58,6 +58,10 @@ def test_public_api_is_curated():
         "smoothness_sample_points", "trial_id_sort_key",
         "DEFAULT_CONFIRM", "DEFAULT_FALSE_PASS_RATE", "DEFAULT_SMOOTH", "STOP_RULES", "combine_noise", "hold_probability",
         "median_accuracy_and_time", "models_for_half_width", "roughness_std", "seconds_at_step",
+        "CANNOT_REACH_BEFORE_BEST", "PLATEAUED_BELOW_DESIRED", "ELIMINATION_STATES", "DEFAULT_ELIMINATION_WINDOW",
+        "DEFAULT_PLATEAU_POINTS", "DEFAULT_ELIMINATION_Z", "DEFAULT_NOISE_FLOOR", "DEFAULT_MIN_FRACTION",
+        "EliminationDecision", "Trend", "correlation_trend", "decide_elimination",
+        "SKIPPED_CANNOT_BE_CHEAPER", "cost_order", "decide_skip",
         "ScoreCheck", "check_same_scale", "degenerate_scores", "score_scale",
     }  # fmt: skip
     assert set(S.__all__) == expected
