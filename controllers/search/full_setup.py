@@ -16,13 +16,14 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from controllers.search.proxy_configs import RESERVED_NAME
 from controllers.search.reference import ReferenceModels
 from controllers.search.step_stats import TrialCurve
 
 __all__ = ["FULL_SETUP_NAME", "full_setup_curves", "full_steps", "stopped_at_pct"]
 
 #: The candidate's name in the state, the report and ``best_proxy_task.yaml``.
-FULL_SETUP_NAME = "full_setup_stopped_early"
+FULL_SETUP_NAME = RESERVED_NAME  # proxy_configs refuses it as a user proxy name
 
 
 def full_steps(ref: ReferenceModels) -> int | None:

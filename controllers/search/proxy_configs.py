@@ -21,6 +21,8 @@ from proxy_task_utils.errors import ConfigurationError
 
 __all__ = ["ProxyTaskConfig", "load_generator", "generate_from_function", "grid_configs", "validate_configs"]
 
+#: The zero-compute candidate's name (controllers.search.full_setup.FULL_SETUP_NAME): no user proxy may take it.
+RESERVED_NAME = "full_setup_stopped_early"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -98,6 +100,11 @@ def validate_configs(configs: Sequence[ProxyTaskConfig]) -> list[ProxyTaskConfig
             raise ConfigurationError(
                 f"proxy task {i} has a name of {len(cfg.name)} characters ({cfg.name[:40]}...); "
                 f"use at most {NAME_MAX_LENGTH} (it names files)"
+            )
+        if cfg.name == RESERVED_NAME:
+            raise ConfigurationError(
+                f"proxy task {i} is named {cfg.name!r}, the name of the zero-compute candidate "
+                "(the full setup stopped early, judged on the reference curves); choose another name"
             )
         if cfg.name in seen:
             raise ConfigurationError(f"proxy task name {cfg.name!r} appears twice; names must be unique")

@@ -28,3 +28,12 @@ def test_curves_leave_out_the_final_evaluation_and_carry_each_models_time_per_st
 
 def test_no_curves_no_candidate():
     assert full_setup_curves(_ref([[], []], [None, None], [None, None])) is None
+
+
+def test_no_user_proxy_may_take_the_zero_compute_candidates_name():
+    from controllers.search.full_setup import FULL_SETUP_NAME
+    from controllers.search.proxy_configs import ProxyTaskConfig, validate_configs
+    from proxy_task_utils.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="zero-compute candidate"):
+        validate_configs([ProxyTaskConfig(FULL_SETUP_NAME, {"train_steps": 10})])
