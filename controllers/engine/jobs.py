@@ -25,6 +25,13 @@ that the tool embeds in its own state file; the loop mutates it and calls
   ``JobSettings.state_save_interval_secs`` and at the end: a crash loses
   nothing, the restarted loop polls those trials again and sees them ended.
 
+Fencing: with a ``lease``, every save, batch of launches, stop signal and cancel
+is preceded by ``lease.confirm()`` (renew, then act), and the lease is renewed
+before the trials' heartbeats of each poll. A controller that was frozen past the
+lease timeout and taken over gets :class:`~controllers.errors.LeaseLostError` before
+it acts: it writes nothing more, its trials' heartbeats stop (the new holder beats
+them), and the CLI exits 3.
+
 Cost per poll (``bench/poll_cost.py``): one look at the job folder, one read
 per changed file, heartbeats for about ``live * poll / heartbeat_interval``
 trials, and at most one throttled state save; never one request per trial.
@@ -129,10 +136,11 @@ class _Loop:
     """State of one run of :func:`run_job` (not persisted: rebuilt from the record on resume)."""
 
     def __init__(self, spec: JobSpec, runner: Runner, record: JobRecord, persist: Callable[[], None],
-                 settings: JobSettings, clock: Callable[[], float]) -> None:  # fmt: skip
+                 settings: JobSettings, clock: Callable[[], float], lease: Lease | None = None) -> None:  # fmt: skip
         from proxy_task_utils.storage import open_storage
 
         self.spec, self.runner, self.record, self._persist = spec, runner, record, persist
+        self.lease = lease
         self.settings, self.clock = settings, clock
         self.plans = {t.trial_id: t for t in spec.trials}
         self.by_id: dict[str, TrialRecord] = {t.trial_id: t for t in record.trials}
@@ -151,9 +159,15 @@ class _Loop:
         self.last_save: float | None = None
         self.saves = 0
 
-    # -- saving -----------------------------------------------------------------------
+    # -- fencing and saving -------------------------------------------------------------
+    def fence(self) -> None:
+        """Prove the folder is still ours right before acting (raises LeaseLostError: act on nothing)."""
+        if self.lease is not None:
+            self.lease.confirm()
+
     def save_now(self) -> None:
-        """Save at once (before an action, and at the end)."""
+        """Save at once (before an action, and at the end); fenced."""
+        self.fence()
         self._persist()
         self.saves += 1
         self.dirty = False
@@ -171,6 +185,7 @@ class _Loop:
 
     # -- start / resume ---------------------------------------------------------------
     def post_initial_signals(self) -> None:
+        self.fence()
         open_ids = [t.trial_id for t in self.record.trials if not t.state.is_final]
         if self.record.stop_reason is not None:
             self.monitor.post_signals(open_ids, desired_training_pct=p.MIN_TRAINING_STEP_PCT)
@@ -248,6 +263,7 @@ class _Loop:
             since = self.nan_since.setdefault(tid, now)
             if now - since >= s.nan_grace_secs:
                 self.forced[tid] = classify_failure(None, "", job_status=snap.job_status)
+                self.fence()
                 self.runner.cancel(self.live[tid], grace_secs=s.cancel_grace_secs)
             return
         silent = now - self.last_change.get(tid, now)
@@ -260,6 +276,7 @@ class _Loop:
                 ADVICE[FailureKind.NO_METRICS],
                 tail,
             )
+            self.fence()
             self.runner.cancel(self.live[tid], grace_secs=s.cancel_grace_secs)
 
     def _finish(self, tid: str, res: PollResult, snap: TrialSnapshot) -> None:
@@ -337,8 +354,9 @@ class _Loop:
         self.stop_deadline = self.clock() + self.settings.stop_grace_secs
 
     def enforce_stop_deadline(self) -> None:
-        if self.stop_deadline is None or self.clock() < self.stop_deadline:
+        if self.stop_deadline is None or self.clock() < self.stop_deadline or not self.live:
             return
+        self.fence()
         for handle in self.live.values():
             self.runner.cancel(handle, grace_secs=self.settings.cancel_grace_secs)
 
@@ -416,7 +434,7 @@ def run_job(
         ValueError: ``spec`` and ``record`` name different trials.
     """
     settings = JobSettings() if settings is None else settings
-    loop = _Loop(spec, runner, record, persist, settings, clock)
+    loop = _Loop(spec, runner, record, persist, settings, clock, lease)
     start = clock()
     if record.finished:
         return loop.result(loop.monitor.poll())
@@ -426,10 +444,10 @@ def run_job(
     while True:
         snaps = loop.poll_trials()
         loop.enforce_stop_deadline()
+        if lease is not None:
+            lease.renew()  # the lease's own heartbeat; before the trials' beats (fencing)
         loop.launch_pending()
         loop.heartbeat(time.time())
-        if lease is not None:
-            lease.renew()
         now = clock()
         view = loop.view(poll_index, now - start, snaps)
         if on_poll is not None:

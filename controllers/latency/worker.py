@@ -38,7 +38,6 @@ import hashlib
 import importlib
 import logging
 import os
-import resource
 import secrets
 import socket
 import subprocess
@@ -208,16 +207,10 @@ class WorkerSummary:
 
 
 def current_rss_bytes() -> int:
-    """Resident memory of this process now (Linux), else its peak (``ru_maxrss``)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    """Resident memory of this process now (psutil: every platform)."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 class LatencyWorker:

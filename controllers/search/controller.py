@@ -48,6 +48,7 @@ from controllers.search.state import (
     RAN_TILL_COMPLETION,
     RUNNING,
     SEARCH_CONTROLLER_STATE_FILE,
+    STATE_SCHEMA,
     ProxyTaskEntry,
     SearchState,
 )
@@ -105,7 +106,7 @@ class SearchController:
         self.progress = progress or NullProgress()
         self.clock = clock
         self.sleep = sleep
-        self.state_file = StateFile(self.storage, SEARCH_CONTROLLER_STATE_FILE, kind=STATE_KIND)
+        self.state_file = StateFile(self.storage, SEARCH_CONTROLLER_STATE_FILE, kind=STATE_KIND, schema=STATE_SCHEMA)
         self.state = SearchState()
         self.reference: ReferenceModels | None = None
         self.ceiling: Ceiling | None = None
@@ -234,6 +235,7 @@ class SearchController:
             self.storage, timeout_secs=self.config.timeouts.lease_timeout_secs, clock=self.clock, sleep=self.sleep
         )
         self._lease.acquire()
+        self.state_file.fence = self._lease.confirm  # fencing: every save proves the folder is still ours
         try:
             return self._run()
         finally:
