@@ -54,6 +54,7 @@ Usage (the search controller)::
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -82,6 +83,7 @@ from controllers.engine.records import (
     classify_failure,
     job_dir_uri,
 )
+from controllers.errors import StateError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 from proxy_task_utils import protocol as p
 
@@ -110,6 +112,8 @@ __all__ = [
     "build_argv",
     "classify_failure",
 ]
+
+logger = logging.getLogger("controllers.engine.jobs")
 
 #: Spreads the first heartbeats of a batch of launches evenly over one interval.
 _GOLDEN = 0.6180339887498949
@@ -232,7 +236,7 @@ class _Loop:
     def _skip_pending(self) -> bool:
         changed = False
         for t in self.record.trials:
-            if t.state is TrialState.PENDING:
+            if t.state is TrialState.PENDING and t.relaunches == 0:
                 t.state = TrialState.SKIPPED
                 changed = True
         return changed
@@ -252,6 +256,30 @@ class _Loop:
             else:
                 self._finish(tid, res, snap)
         return snaps
+
+    def check_finished_results(self, snaps: dict[str, TrialSnapshot]) -> None:
+        """At resume: a finished trial whose metrics cannot be read stops the run before anything acts.
+
+        Its result decided (or will decide) the tool's answer; reading it as "no metrics"
+        would change the answer silently, and the trainer cannot write it again (it
+        resumes from its final checkpoint).
+        """
+        bad = [
+            (t.trial_id, snaps[t.trial_id].metrics_error)
+            for t in self.record.trials
+            if t.state is TrialState.SUCCEEDED
+            and snaps[t.trial_id].metrics is None
+            and snaps[t.trial_id].metrics_error is not None
+        ]
+        if bad:
+            tid, why = bad[0]
+            path = self.monitor.storage.child_uri(tid, p.TRIAL_TRAINING_METRICS_FILE)
+            others = f" (and of trials {', '.join(t for t, _ in bad[1:])})" if len(bad) > 1 else ""
+            raise StateError(
+                f"job {self.spec.name}: trial {tid} finished, but its metrics file {path}{others} cannot be read "
+                f"({why}); nothing was changed. Restore the file to resume; the result cannot be recomputed "
+                "from it as it is, so otherwise start the run over in a new controller_dir"
+            )
 
     def _watch_running(self, tid: str, snap: TrialSnapshot, now: float) -> None:
         if snap.changed:
@@ -283,6 +311,17 @@ class _Loop:
         t = self.by_id[tid]
         t.exit_code = res.exit_code
         forced = self.forced.pop(tid, None)
+        if res.status is TrialStatus.LOST and forced is None and t.relaunches < self.settings.max_relaunches_after_loss:
+            # it died with the machine (no exit record, the process gone): not its own failure.
+            # A new attempt in the same folder resumes from the trainer's checkpoint.
+            logger.warning("job %s trial %s: died without an exit code; launching it again (attempt %d)",
+                           self.spec.name, tid, t.relaunches + 2)  # fmt: skip
+            t.state, t.handle, t.launch_token, t.exit_code = TrialState.PENDING, None, None, None
+            t.relaunches += 1
+            del self.live[tid]
+            self.beat_due.pop(tid, None)
+            self.save_soon()
+            return
         had_metrics = snap.metrics is not None and bool(snap.metrics.training_accuracy_over_steps)
         if forced is not None:
             t.state, t.failure = TrialState.FAILED, forced
@@ -303,14 +342,15 @@ class _Loop:
         self.save_soon()  # a crash before the save is harmless: the restarted loop polls it again
 
     def launch_pending(self) -> None:
-        if self.record.stop_reason is not None:
-            return
+        stopped = self.record.stop_reason is not None
         room = self.runner.max_parallel - len(self.live)
         batch: list[TrialRecord] = []
         for t in self.record.trials:
             if len(batch) >= room:
                 break
-            if t.state is TrialState.PENDING:
+            # after "stop all", only trials that died with the machine go again: they read
+            # the posted stop at once and end as they would have without the crash
+            if t.state is TrialState.PENDING and (not stopped or t.relaunches > 0):
                 batch.append(t)
         if not batch:
             return
@@ -341,6 +381,8 @@ class _Loop:
             return 0
         now = self.clock()
         due = [tid for tid, at in self.beat_due.items() if at <= now]
+        if due:
+            self.fence()  # a controller taken over leaves the beats to the new holder
         for tid in due:
             self.beat_due[tid] = now + hb
         return self.monitor.write_heartbeat(due, wall_time) if due else 0
@@ -430,19 +472,24 @@ def run_job(
         A :class:`JobResult`; failed trials are results, not exceptions.
 
     Raises:
-        controllers.engine.state.LeaseLostError: another controller took the folder over.
+        controllers.errors.LeaseLostError: another controller took the folder over.
+        controllers.errors.StateError: at resume, a finished trial's metrics file cannot be read.
         ValueError: ``spec`` and ``record`` name different trials.
     """
     settings = JobSettings() if settings is None else settings
     loop = _Loop(spec, runner, record, persist, settings, clock, lease)
     start = clock()
     if record.finished:
-        return loop.result(loop.monitor.poll())
+        snaps = loop.monitor.poll()
+        loop.check_finished_results(snaps)
+        return loop.result(snaps)
     loop.post_initial_signals()
     loop.resume()
     poll_index = 0
     while True:
         snaps = loop.poll_trials()
+        if poll_index == 0:
+            loop.check_finished_results(snaps)
         loop.enforce_stop_deadline()
         if lease is not None:
             lease.renew()  # the lease's own heartbeat; before the trials' beats (fencing)

@@ -130,6 +130,12 @@ class JobSettings:
             must precede an action (the launch intents before a launch, the stop
             decision before "stop now" is posted) and the final save always
             happen at once. 0 saves after every change.
+        max_relaunches_after_loss: A trial that died without an exit code
+            (``LOST``: it died with the controller's machine, or its whole
+            process group was killed) did not fail by itself: it is launched
+            again as a new attempt in the same folder, so the trainer resumes
+            from its checkpoint, at most this many times; after that it is a
+            ``lost`` failure.
     """
 
     poll_interval_secs: float = 60.0
@@ -139,6 +145,7 @@ class JobSettings:
     heartbeat_interval_secs: float | None = 60.0
     nan_grace_secs: float = 60.0
     state_save_interval_secs: float = 30.0
+    max_relaunches_after_loss: int = 5
 
 
 # -- what is recorded (JSON-able, embedded in the tool's state file) ------------------
@@ -209,7 +216,8 @@ class TrialRecord:
     handle: dict[str, Any] | None = None
     exit_code: int | None = None
     failure: Failure | None = None
-    launches: int = 0  # how many times a launch was attempted (must end at most 1)
+    launches: int = 0  # how many times a launch was attempted (must end at most 1 + relaunches)
+    relaunches: int = 0  # new attempts after the trial died with its machine (never a duplicate)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -220,6 +228,7 @@ class TrialRecord:
             "exit_code": self.exit_code,
             "failure": None if self.failure is None else self.failure.to_dict(),
             "launches": self.launches,
+            "relaunches": self.relaunches,
         }
 
     @classmethod
@@ -232,6 +241,7 @@ class TrialRecord:
             exit_code=obj.get("exit_code"),
             failure=None if obj.get("failure") is None else Failure.from_dict(obj["failure"]),
             launches=int(obj.get("launches", 0)),
+            relaunches=int(obj.get("relaunches", 0)),
         )
 
 
