@@ -237,26 +237,25 @@ class _Measurement:
         self.save()
         return out
 
+    def new_state(self) -> dict[str, Any]:
+        return {
+            "workable_model_dir": "",
+            "training_job_name": "",
+            "finished_model_dirs": [],
+            "seed": self.config.seed,
+            "job_name": self.config.job_name,
+            "attempts": [],
+            "workable_architecture": None,
+            "copies_job": None,
+            "failed_copies": [],
+            "done": False,
+        }
+
     def run(self, resume: bool) -> VarianceReport:
         fence = self.lease.confirm if self.lease is not None else None
         self.state_file, loaded = open_state(self.storage, MEASUREMENT_STATE_FILE, TOOL, resume=resume,
                                              schema=STATE_SCHEMA, fence=fence)  # fmt: skip
-        self.state = (
-            loaded
-            if loaded is not None
-            else {
-                "workable_model_dir": "",
-                "training_job_name": "",
-                "finished_model_dirs": [],
-                "seed": self.config.seed,
-                "job_name": self.config.job_name,
-                "attempts": [],
-                "workable_architecture": None,
-                "copies_job": None,
-                "failed_copies": [],
-                "done": False,
-            }
-        )
+        self.state = loaded if loaded is not None else self.new_state()
         if self.state.get("done"):
             data, _ = self.storage.read(VARIANCE_RESULT_FILE)
             return VarianceReport(json.loads(data), self.storage.uri)
