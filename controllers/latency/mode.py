@@ -112,7 +112,8 @@ def latency_workers(config: ControllerConfig) -> Iterator[list[subprocess.Popen[
                 storage.uri,
                 lat.num_workers,
                 device=lat.device,
-                extra_args=lat.worker_args,
+                # the workers stop when this controller's lease stops beating (a killed controller)
+                extra_args=["--controller-timeout-secs", f"{config.timeouts.lease_timeout_secs:g}", *lat.worker_args],
                 log_dir=config.runner.log_dir_for(config.controller_dir),
             )
             logger.info("started %d latency worker(s) on %s: pids %s", len(procs), lat.device, [w.pid for w in procs])
