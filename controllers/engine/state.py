@@ -76,7 +76,8 @@ def _matches(value: Any, spec: Any) -> bool:
 def check_schema(obj: Any, schema: Schema, where: str = "") -> str | None:
     """The first problem of ``obj`` against ``schema`` (``"key 'iterations[0].job' is missing"``), or None."""
     if not _matches(obj, schema):
-        return f"{'key ' + repr(where) if where else 'the file'} must be {_type_name(schema)}, but is {obj!r:.60}"
+        what = f"key '{where}'" if where else "the file"
+        return f"{what} must be {_type_name(schema)}, but is {obj!r:.60}"
     if isinstance(schema, tuple):  # the first shape that matches decides (null or an object, say)
         shape = next(s for s in schema if _matches(obj, s))
         return check_schema(obj, shape, where) if isinstance(shape, dict | list) else None
@@ -93,7 +94,7 @@ def check_schema(obj: Any, schema: Schema, where: str = "") -> str | None:
             if key not in obj:
                 if name.endswith("?"):
                     continue
-                return f"key {path!r} is missing"
+                return f"key '{path}' is missing"
             problem = check_schema(obj[key], spec, path)
             if problem is not None:
                 return problem

@@ -32,6 +32,11 @@ def is_write(method: str, path: str) -> bool:
     return method in ("POST", "PUT", "PATCH", "DELETE") and "/o" in path
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        return None  # a client that hung up (it gave up on a lost answer): nothing to report
+
+
 class FaultProxy:
     """Forwarding proxy with injected faults (see the module docstring).
 
@@ -67,7 +72,7 @@ class FaultProxy:
         self._fail_next: list[Callable[[str, str], bool]] = []
         self.counts = {"requests": 0, "dropped": 0, "errors": 0}
         self.dropped: list[str] = []  # "METHOD path" of each lost answer
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
