@@ -140,8 +140,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from controllers.report import is_design_folder, write_design_report
     from controllers.search.report import write_report
+    from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE
+    from proxy_task_utils.storage import open_storage
 
+    folder = open_storage(args.dir)
+    if not folder.exists(SEARCH_CONTROLLER_STATE_FILE) and is_design_folder(folder):
+        files = write_design_report(args.dir)
+        print(f"wrote {files['design_markdown']}\nwrote {files['design_html']}")
+        return errors.EXIT_OK
     out = write_report(args.dir, train_steps_arg=args.train_steps_arg, decay_steps_arg=args.decay_steps_arg)
     print(f"wrote {out['markdown']}\nwrote {out['html']}")
     if out["best_proxy_task"]:
@@ -256,8 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("status", _status, "print the state of a controller folder")
     p.add_argument("dir", help="controller folder (path or gs://)")
 
-    p = verb("report", _report, "write report.md/report.html (and best_proxy_task.yaml) for a search folder")
-    p.add_argument("dir", help="the search controller folder")
+    p = verb("report", _report, "write the report of a pipeline's output folder or of a search folder")
+    p.add_argument("dir", help="a pipeline output folder (design_report.md/.html) or a search folder "
+                               "(report.md/.html and best_proxy_task.yaml)")  # fmt: skip
     p.add_argument("--train-steps-arg", default=None, help="trainer arg for the step count (train_steps)")
     p.add_argument("--decay-steps-arg", default=None, help="trainer arg for the cosine decay steps (decay_steps)")
 

@@ -51,6 +51,17 @@ class StrictModel(BaseModel):
 
 FlagValue = str | int | float | bool
 
+#: Names (job, proxy task) become parts of file names: keep them well under the 255-byte limit.
+NAME_MAX_LENGTH = 100
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
+def _no_nul(where: str, text: str) -> None:
+    if "\x00" in text:
+        raise ValueError(
+            f"{where} contains a NUL byte (\\x00), which no command line or environment can carry; remove it"
+        )
+
 
 class TrainerConfig(StrictModel):
     """How to start the user's trainer.
@@ -69,6 +80,27 @@ class TrainerConfig(StrictModel):
     def _no_empty(cls, v: list[str]) -> list[str]:
         if any(not part for part in v):
             raise ValueError("command parts must be non-empty strings, e.g. ['python', '-m', 'my.trainer']")
+        for i, part in enumerate(v):
+            _no_nul(f"part {i}", part)
+        return v
+
+    @field_validator("args")
+    @classmethod
+    def _args_carry(cls, v: dict[str, FlagValue]) -> dict[str, FlagValue]:
+        for key, value in v.items():
+            _no_nul(f"the name of {key!r}", key)
+            if isinstance(value, str):
+                _no_nul(f"the value of {key!r}", value)
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_carries(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            _no_nul(f"the name of {key!r}", key)
+            if not key or "=" in key:
+                raise ValueError(f"environment variable name {key!r} must be non-empty and without '='")
+            _no_nul(f"the value of {key!r}", value)
         return v
 
     def flag_items(self) -> list[tuple[str, str]]:
@@ -111,6 +143,9 @@ class RunnerConfig(StrictModel):
     kind: Literal["local", "ray", "vertex"] = "local"
     max_parallel_trials: int | None = Field(default=None, ge=1)
     log_dir: str | None = None  # local folder for trial logs; default: <controller_dir>/logs (local dirs)
+    # local only: modules imported once in a server that forks each trial (warm start), e.g.
+    # [torch, examples.pytorch.trainer]; a trial then skips those imports
+    preload: list[str] = Field(default_factory=list)
     ray: RayOptions | None = None
     vertex: VertexOptions | None = None
 
@@ -121,6 +156,13 @@ class RunnerConfig(StrictModel):
                 raise ValueError(
                     f"runner.{section} is set but runner.kind is {self.kind!r}; set runner.kind: {section}"
                 )
+        if self.preload and self.kind != "local":
+            raise ValueError(
+                f"runner.preload is for runner.kind local (trials forked on this machine), not {self.kind!r}"
+            )
+        for name in self.preload:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"runner.preload: {name!r} is not a module name (e.g. torch or my_pkg.trainer)")
         if self.kind == "vertex" and self.vertex is None:
             raise ValueError("runner.kind 'vertex' needs a runner.vertex section with at least project and image_uri")
         if self.kind != "local" and self.max_parallel_trials is None:
@@ -146,7 +188,7 @@ class RunnerConfig(StrictModel):
         """The runner this config describes."""
         from controllers.runners import make_runner
 
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"preload": list(self.preload)} if self.preload else {}
         if self.kind == "ray":
             options = (self.ray or RayOptions()).model_dump()
         elif self.kind == "vertex":
@@ -165,6 +207,8 @@ class TimeoutsConfig(StrictModel):
     heartbeat_interval_secs: float | None = Field(default=60.0, gt=0)
     nan_grace_secs: float = Field(default=60.0, ge=0)
     lease_timeout_secs: float = Field(default=900.0, gt=0)
+    # poll again as soon as a local trial ends, so its slot is refilled at once (false: at the next poll)
+    wake_on_trial_end: bool = True
 
     def job_settings(self) -> JobSettings:
         return JobSettings(
@@ -174,6 +218,7 @@ class TimeoutsConfig(StrictModel):
             cancel_grace_secs=self.cancel_grace_secs,
             heartbeat_interval_secs=self.heartbeat_interval_secs,
             nan_grace_secs=self.nan_grace_secs,
+            wake_on_trial_end=self.wake_on_trial_end,
         )
 
 
@@ -237,7 +282,7 @@ class ControllerConfig(StrictModel):
     """Shared by all tools: the controller folder, the trainer, the runner, the timing, the latency source."""
 
     controller_dir: str = Field(min_length=1)
-    job_name: str = Field(default="proxy_task", pattern=r"^[A-Za-z0-9_.-]+$")
+    job_name: str = Field(default="proxy_task", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     seed: int = 0
     trainer: TrainerConfig
     search_space: SearchSpaceConfig | None = None
@@ -268,14 +313,19 @@ class ControllerConfig(StrictModel):
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid config"]
+    """One line for one bad field; a list under a heading for several."""
+    problems = []
     for err in exc.errors():
         where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the documented fields)"
-        lines.append(f"  {where}: {msg}")
-    return "\n".join(lines)
+        elif err["type"] == "string_too_long" and err["loc"] and err["loc"][-1] in ("job_name", "name", "name_prefix"):
+            msg = f"{msg}: it names folders and files, so keep it short"
+        problems.append(f"{where}: {msg}")
+    if len(problems) == 1:
+        return f"{source}: invalid config: {problems[0]}"
+    return "\n".join([f"{source}: invalid config ({len(problems)} problems)", *(f"  {p}" for p in problems)])
 
 
 def parse_config(data: Any, model: type[_C], *, source: str = "config") -> _C:

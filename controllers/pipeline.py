@@ -24,6 +24,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from controllers.config import (
+    NAME_MAX_LENGTH,
+    NAME_PATTERN,
     LatencyConfig,
     RunnerConfig,
     SearchSpaceConfig,
@@ -64,7 +66,7 @@ class PipelineConfig(StrictModel):
     """One YAML for the three tools; see the module docstring for the layout."""
 
     output_dir: str = Field(min_length=1)
-    job_name: str = Field(default="proxy_task", pattern=r"^[A-Za-z0-9_.-]+$")
+    job_name: str = Field(default="proxy_task", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     seed: int = 0
     trainer: TrainerConfig
     search_space: SearchSpaceConfig
@@ -191,6 +193,9 @@ def run_pipeline(
         else:
             setattr(result, stage, runners[stage](stage_config, resume=again, progress=progress))
         result.stage_seconds[stage] = time.monotonic() - start
+    from controllers.report import write_design_report
+
+    result.report_files.update(write_design_report(config.output_dir))
     return result
 
 
@@ -254,7 +259,7 @@ def summary_text(result: PipelineResult) -> str:
                 f"({hours / full:.0%}); evaluating this proxy cost {entry.cost_trial_hours * 3600:.0f} trial-seconds"
             )
         lines.append(f"Proxy args for the NAS search: {best['args']}")
-    for key in ("markdown", "html", "best_proxy_task"):
+    for key in ("design_markdown", "design_html", "markdown", "html", "best_proxy_task"):
         if result.report_files.get(key):
             lines.append(f"{key.replace('_', ' ')}: {result.report_files[key]}")
     lines.append(

@@ -9,7 +9,8 @@ arguments, so a trainer written for Vertex works unchanged::
     set_stop_training(model_dir, desired_training_step_pct=..., max_training_time_in_hrs=...)
 
 Importing this package needs only the standard library. Framework helpers
-(:mod:`proxy_task_utils.smoothing`, :mod:`proxy_task_utils.integrations`)
+(:mod:`proxy_task_utils.smoothing`, :mod:`proxy_task_utils.keras`, :mod:`proxy_task_utils.torch_loop`,
+:mod:`proxy_task_utils.latency`)
 import torch or TensorFlow lazily, when used.
 """
 

@@ -10,7 +10,11 @@
     ├── UnsafePathError (also ValueError)   abort: a name would escape the storage root
     ├── ProtocolError (also ValueError)     record and go on: a file violates the wire format
     │   └── CorruptFileError            the bytes are not JSON at all (torn or foreign write)
-    └── ConfigurationError (also ValueError) abort: bad user input (flag, env var, argument)
+    ├── ConfigurationError (also ValueError) abort: bad user input (flag, env var, argument)
+    │   └── MissingExtraError (also ImportError)  a feature's optional dependency is not installed
+    ├── LatencyError                    record and go on: the worker could not measure this model
+    │   └── LatencyTimeoutError (also TimeoutError)  no answer in time
+    └── TrainingDivergedError (also RuntimeError)    the trial failed: loss or metric became NaN/inf
 
 ``ValueError`` subclasses keep ``except ValueError`` in user code working.
 """
@@ -61,3 +65,19 @@ class CorruptFileError(ProtocolError):
 
 class ConfigurationError(ProxyTaskError, ValueError):
     """Bad user input: the message names the argument and the fix."""
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the pip extra."""
+
+
+class LatencyError(ProxyTaskError):
+    """The worker could not measure this model (``latency_error.json``): fix the export."""
+
+
+class LatencyTimeoutError(LatencyError, TimeoutError):
+    """No answer within the timeout: no worker is watching, or it is busy or dead."""
+
+
+class TrainingDivergedError(ProxyTaskError, RuntimeError):
+    """The loss or the evaluation metric became NaN/inf: the trial failed with a NaN error."""

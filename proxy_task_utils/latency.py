@@ -38,7 +38,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy_task_utils import protocol as p
-from proxy_task_utils.errors import ConfigurationError, NotFoundError, ProtocolError, ProxyTaskError
+from proxy_task_utils.errors import (
+    ConfigurationError,
+    LatencyError,
+    LatencyTimeoutError,
+    NotFoundError,
+    ProtocolError,
+)
 from proxy_task_utils.storage import Storage, open_storage, safe_join
 
 __all__ = [
@@ -71,14 +77,6 @@ FORMATS: dict[str, tuple[str, str | None]] = {
     "tf_saved_model": ("tensorflow", None),
 }
 _TORCH_DEFAULT_FORMAT = "torchscript"
-
-
-class LatencyError(ProxyTaskError):
-    """The worker could not measure this model (``latency_error.json``): fix the export."""
-
-
-class LatencyTimeoutError(LatencyError, TimeoutError):
-    """No answer within the timeout: no worker is watching, or it is busy or dead."""
 
 
 @dataclass(frozen=True)

@@ -283,10 +283,6 @@ class TrialTrainingMetrics:
     def final_accuracy(self) -> float | None:
         return self.training_accuracy_over_steps[-1].accuracy if self.training_accuracy_over_steps else None
 
-    @property
-    def has_valid_latency(self) -> bool:
-        return self.latency >= 0.0
-
     def accuracy_at_pct(self, desired_pct: float) -> float | None:
         """Interpolated accuracy at a percentage (reference ``get_accuracy_at_step``)."""
         entries = self.training_accuracy_over_steps

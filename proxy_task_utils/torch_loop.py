@@ -26,15 +26,11 @@ from types import TracebackType
 
 import proxy_task_utils as ptu
 from proxy_task_utils import protocol as p
-from proxy_task_utils.errors import ConfigurationError
+from proxy_task_utils.errors import ConfigurationError, TrainingDivergedError
 
 __all__ = ["ProxyTaskLoop", "TrainingDivergedError"]
 
 logger = logging.getLogger("proxy_task_utils")
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or the evaluation metric became NaN/inf: the trial failed with a NaN error."""
 
 
 class ProxyTaskLoop:

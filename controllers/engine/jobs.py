@@ -450,7 +450,8 @@ def run_job(
     NaN -> launch pending trials up to ``runner.max_parallel`` (one save of
     the intents first) -> heartbeats that are due, lease -> ``on_poll(view)``
     (also after the last trial ended, so the final metrics are seen) ->
-    throttled save -> progress -> sleep ``poll_interval_secs``.
+    throttled save -> progress -> sleep ``poll_interval_secs`` (or less: the runner wakes the
+    loop when a trial ends).
 
     Args:
         spec: What to run. ``spec.trials`` and ``record.trials`` list the same ids.
@@ -511,7 +512,11 @@ def run_job(
         if done:
             break
         poll_index += 1
-        sleep(settings.poll_interval_secs)
+        # A trial's end wakes the loop at once (its slot is refilled now, not at the next poll);
+        # an injected sleeper (tests on a fake clock) always sleeps.
+        woken = settings.wake_on_trial_end and sleep is time.sleep
+        if not (woken and runner.wait_for_exit(settings.poll_interval_secs)):
+            sleep(settings.poll_interval_secs)
     record.finished = True
     loop.save_now()
     return loop.result(snaps)

@@ -136,6 +136,8 @@ class JobSettings:
             again as a new attempt in the same folder, so the trainer resumes
             from its checkpoint, at most this many times; after that it is a
             ``lost`` failure.
+        wake_on_trial_end: Poll again as soon as a trial process ends (when the runner can
+            tell), so its slot is refilled at once instead of at the next poll.
     """
 
     poll_interval_secs: float = 60.0
@@ -146,6 +148,7 @@ class JobSettings:
     nan_grace_secs: float = 60.0
     state_save_interval_secs: float = 30.0
     max_relaunches_after_loss: int = 5
+    wake_on_trial_end: bool = True
 
 
 # -- what is recorded (JSON-able, embedded in the tool's state file) ------------------
@@ -340,10 +343,6 @@ class JobView:
     snapshots: dict[str, TrialSnapshot]
     states: dict[str, TrialState]
     failures: dict[str, Failure] = field(default_factory=dict)
-
-    @property
-    def all_final(self) -> bool:
-        return all(s.is_final for s in self.states.values())
 
 
 @dataclass(frozen=True)

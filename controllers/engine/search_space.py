@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controllers.config import SearchSpaceConfig
+from controllers.errors import ConfigError
 
 __all__ = ["SearchSpace", "load_search_space", "sample_architectures", "space_size"]
 
@@ -33,26 +34,36 @@ _MAX_DRAWS_PER_MODEL = 50
 def _load_function(spec: str) -> SearchSpace:
     module_name, _, func_name = spec.rpartition(":")
     if not module_name or not func_name:
-        raise ValueError(f"search_space.function must look like 'module:function', but got {spec!r}")
+        raise ConfigError(f"search_space.function must look like 'module:function', but got {spec!r}")
     if module_name.endswith(".py"):
         path = os.path.abspath(module_name)
         if not os.path.isfile(path):
-            raise ValueError(f"search_space.function: file {path} does not exist")
+            raise ConfigError(f"search_space.function: file {path} does not exist")
         name = f"_proxy_task_search_space_{abs(hash(path))}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
-            raise ValueError(f"search_space.function: cannot import {path}")
+            raise ConfigError(f"search_space.function: cannot import {path}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigError(f"search_space.function: importing {path} failed: {type(exc).__name__}: {exc}") from None
     else:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ValueError(f"search_space.function: cannot import module {module_name!r} ({exc})") from exc
+            raise ConfigError(
+                f"search_space.function: cannot import module {module_name!r} ({exc}); "
+                "check the spelling, or make it importable (run from its folder or set PYTHONPATH)"
+            ) from None
+        except Exception as exc:
+            raise ConfigError(
+                f"search_space.function: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise ValueError(f"search_space.function: {module_name!r} has no function {func_name!r}")
+        raise ConfigError(f"search_space.function: {module_name!r} has no function {func_name!r}; check the spelling")
     return func
 
 
@@ -71,7 +82,7 @@ def load_search_space(config: SearchSpaceConfig) -> SearchSpace:
     """Build the sampler described by a :class:`SearchSpaceConfig`.
 
     Raises:
-        ValueError: the module/function/file cannot be found, or the YAML table is malformed.
+        ConfigError: the module/function/file cannot be found or imported, or the YAML table is malformed.
     """
     if config.function is not None:
         return _load_function(config.function)
@@ -84,9 +95,9 @@ def load_search_space(config: SearchSpaceConfig) -> SearchSpace:
         with open(config.file, encoding="utf-8") as f:
             table = yaml.safe_load(f)
     except OSError as exc:
-        raise ValueError(f"search_space.file: cannot read {config.file} ({exc})") from exc
+        raise ConfigError(f"search_space.file: cannot read {config.file} ({exc})") from None
     if not isinstance(table, dict) or not all(isinstance(v, list) and v for v in table.values()):
-        raise ValueError(f"search_space.file {config.file} must hold a mapping of names to non-empty lists of choices")
+        raise ConfigError(f"search_space.file {config.file} must hold a mapping of names to non-empty lists of choices")
     return _table_space(table)
 
 
@@ -117,11 +128,11 @@ def sample_architectures(space: SearchSpace, n: int, *, seed: int) -> list[dict[
         arch = space(rng)
         draws += 1
         if not isinstance(arch, dict):
-            raise ValueError(f"the search space returned {type(arch).__name__}, but must return a dict")
+            raise ConfigError(f"search_space: the sampler returned {type(arch).__name__}, but must return a dict")
         try:
             key = _key(arch)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"the search space returned a dict that is not JSON-able: {exc}") from exc
+            raise ConfigError(f"search_space: the sampler returned a dict that is not JSON-able: {exc}") from None
         if want_unique and key in seen and draws < _MAX_DRAWS_PER_MODEL * n:
             continue
         seen.add(key)

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import abc
 import enum
+import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from controllers.errors import LaunchError
 
-__all__ = ["TrialSpec", "TrialHandle", "TrialStatus", "PollResult", "Runner", "LaunchError"]
+__all__ = ["remote_handle", "TrialSpec", "TrialHandle", "TrialStatus", "PollResult", "Runner", "LaunchError"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,24 @@ class TrialHandle:
     def from_dict(cls, obj: dict[str, Any]) -> TrialHandle:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+def remote_handle(
+    spec: TrialSpec, *, runner: str, external_id: str, extra: dict[str, Any], recovered: bool = False
+) -> TrialHandle:
+    """The handle of a trial that runs on a cluster (no local pid); ``recovered`` marks one found again.
+
+    A recovered trial's launch time is unknown (``started_at`` 0.0); it is display-only anyway.
+    """
+    return TrialHandle(
+        trial_id=spec.trial_id,
+        runner=runner,
+        external_id=external_id,
+        started_at=0.0 if recovered else time.time(),
+        argv=list(spec.argv),
+        log_path=os.path.abspath(spec.log_path) if spec.log_path else "",
+        extra={**extra, "recovered": True} if recovered else dict(extra),
+    )
 
 
 class TrialStatus(str, enum.Enum):
@@ -176,6 +196,15 @@ class Runner(abc.ABC):
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-max_lines:])
+
+    def wait_for_exit(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds, returning early when one of this runner's trials ends.
+
+        The job loop calls it instead of sleeping between polls, so that a finished trial's slot
+        is refilled at once. Each ended trial wakes it at most once. Returns False, at once, when
+        this runner cannot tell (the caller then sleeps itself); the default cannot.
+        """
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release runner resources when the controller exits (trials keep running)."""

@@ -15,6 +15,11 @@ folder>/hypertune.metrics``, then the spec's own ``env`` (which wins).
 
 Cancel sends SIGTERM to the process group and SIGKILL once ``grace_secs``
 have passed (checked on later ``poll`` calls, so ``cancel`` never blocks).
+
+With ``preload`` (``runner.preload`` in the config) trials are forked from a server that has
+imported those modules once (:mod:`controllers.runners.warm`); they are the same kind of
+process (own group, log, pid and exit files) and are watched like re-attached trials.
+:meth:`LocalRunner.wait_for_exit` wakes the job loop when a trial process ends (Linux pidfds).
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 from controllers.runners.process import find_processes, pid_alive, process_start_ticks
+from controllers.runners.warm import WarmStarter, warm_argv
 
 __all__ = ["LocalRunner", "trial_env"]
 
@@ -77,6 +84,8 @@ class LocalRunner(Runner):
         python: Interpreter for the wrapper (default: this one).
         base_env: Environment the trials inherit (default: ``os.environ``).
         clock: Monotonic clock for the kill deadline (tests).
+        preload: Modules to import once in a warm-start server that forks the trials
+            (e.g. ``["torch", "examples.pytorch.trainer"]``); empty: every trial starts cold.
     """
 
     name = "local"
@@ -88,6 +97,7 @@ class LocalRunner(Runner):
         python: str = sys.executable,
         base_env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        preload: Sequence[str] = (),
     ) -> None:
         n = max_parallel_trials if max_parallel_trials is not None else (os.cpu_count() or 1)
         if n < 1:
@@ -98,6 +108,10 @@ class LocalRunner(Runner):
         self._clock = clock
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._kill_at: dict[int, float] = {}
+        self._warm = WarmStarter(preload, python=python, env=self._base_env) if preload else None
+        self._watched: set[int] = set()  # pids of trials not yet seen ending
+        self._woke: set[int] = set()  # pids whose end already woke wait_for_exit once
+        self._pidfds: dict[int, int] = {}
 
     @property
     def max_parallel(self) -> int:
@@ -123,14 +137,28 @@ class LocalRunner(Runner):
         for stale in (self._pid_file(log_path), self._exit_file(log_path), log_path + _CANCEL_SUFFIX):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
+        trainer_argv = resolve_python(spec.argv)
+        env = trial_env(spec, self._base_env)
+        if self._warm is not None and warm_argv(trainer_argv, self._python):
+            pid = self._warm.fork({
+                "trial_id": spec.trial_id, "argv": trainer_argv, "env": env, "cwd": os.getcwd(),
+                "log_path": log_path, "pid_file": self._pid_file(log_path),
+                "exit_file": self._exit_file(log_path), "token": spec.launch_token or "-",
+            })  # fmt: skip
+            if pid is not None:
+                self._watched.add(pid)
+                return TrialHandle(
+                    trial_id=spec.trial_id, runner=self.name, external_id=str(pid), pgid=pid,
+                    start_ticks=process_start_ticks(pid), started_at=time.time(), argv=list(spec.argv),
+                    log_path=log_path, extra={"token": spec.launch_token, "warm": True},
+                )  # fmt: skip
         argv = [
             self._python, "-s", _WRAP_SCRIPT,
             "--token", spec.launch_token or "-",
             "--pid-file", self._pid_file(log_path),
             "--exit-file", self._exit_file(log_path),
-            "--", *resolve_python(spec.argv),
+            "--", *trainer_argv,
         ]  # fmt: skip
-        env = trial_env(spec, self._base_env)
         try:
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
@@ -140,6 +168,7 @@ class LocalRunner(Runner):
         except OSError as exc:
             raise LaunchError(f"trial {spec.trial_id}: cannot start {argv[0]}: {exc}") from exc
         self._children[proc.pid] = proc
+        self._watched.add(proc.pid)
         return TrialHandle(
             trial_id=spec.trial_id,
             runner=self.name,
@@ -167,6 +196,7 @@ class LocalRunner(Runner):
             return PollResult(TrialStatus.RUNNING)
         self._children.pop(pid, None)
         self._kill_at.pop(pid, None)
+        self._unwatch(pid)
         cancelled = os.path.exists(handle.log_path + _CANCEL_SUFFIX)
         record = _read_json(self._exit_file(handle.log_path))
         tail = self.log_tail(handle)
@@ -205,7 +235,37 @@ class LocalRunner(Runner):
         pid = int(handle.external_id)
         if pid in self._children:
             return True
-        return pid_alive(pid, handle.start_ticks)
+        alive = pid_alive(pid, handle.start_ticks)
+        if alive:
+            self._watched.add(pid)
+        return alive
+
+    # -- waiting --------------------------------------------------------------------
+    def _unwatch(self, pid: int) -> None:
+        self._watched.discard(pid)
+        self._woke.discard(pid)
+        fd = self._pidfds.pop(pid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def wait_for_exit(self, timeout: float) -> bool:
+        if not hasattr(os, "pidfd_open"):
+            return False  # not Linux >= 5.3: the job loop sleeps its poll interval
+        fds: dict[int, int] = {}
+        for pid in sorted(self._watched - self._woke):
+            fd = self._pidfds.get(pid)
+            if fd is None:
+                try:
+                    fd = self._pidfds[pid] = os.pidfd_open(pid)
+                except OSError:  # already gone: that is an end to report now
+                    self._woke.add(pid)
+                    return True
+            fds[fd] = pid
+        if not fds:
+            return False
+        ready, _, _ = select.select(list(fds), [], [], max(0.0, timeout))
+        self._woke.update(fds[fd] for fd in ready)
+        return True
 
     def recover(self, spec: TrialSpec) -> TrialHandle | None:
         if not spec.log_path:
@@ -235,6 +295,11 @@ class LocalRunner(Runner):
     def close(self) -> None:
         """Forget the children; they keep running (a restarted controller re-attaches)."""
         self._children.clear()
+        for pid in list(self._pidfds):
+            self._unwatch(pid)
+        self._watched.clear()
+        if self._warm is not None:
+            self._warm.close()
 
 
 def _find_by_token(token: str) -> tuple[int, int | None] | None:

@@ -48,7 +48,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.errors import BackendUnreachableError
-from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
+from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus, remote_handle
+from proxy_task_utils.errors import MissingExtraError
 
 __all__ = ["RayRunner", "RayOptions", "BackendUnreachableError", "submission_id_for"]
 
@@ -76,8 +77,8 @@ class RayOptions(BaseModel):
 def _job_submission() -> Any:
     try:
         from ray import job_submission
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"the ray runner needs Ray: {_PIP_HINT}") from exc
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(f"the ray runner needs Ray, which is not installed: {_PIP_HINT}") from None
     return job_submission
 
 
@@ -216,18 +217,8 @@ class RayRunner(Runner):
         return env
 
     def _handle(self, spec: TrialSpec, submission_id: str, *, recovered: bool = False) -> TrialHandle:
-        extra: dict[str, Any] = {"address": self.address, "token": spec.launch_token}
-        if recovered:
-            extra["recovered"] = True
-        return TrialHandle(
-            trial_id=spec.trial_id,
-            runner=self.name,
-            external_id=submission_id,
-            started_at=0.0 if recovered else time.time(),
-            argv=list(spec.argv),
-            log_path=os.path.abspath(spec.log_path) if spec.log_path else "",
-            extra=extra,
-        )
+        extra = {"address": self.address, "token": spec.launch_token}
+        return remote_handle(spec, runner=self.name, external_id=submission_id, extra=extra, recovered=recovered)
 
     def launch(self, spec: TrialSpec) -> TrialHandle:
         if not spec.argv:

@@ -38,7 +38,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.errors import BackendUnreachableError
-from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
+from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus, remote_handle
+from proxy_task_utils.errors import MissingExtraError
 
 __all__ = ["VertexRunner", "VertexOptions", "BackendUnreachableError", "container_args", "token_label"]
 
@@ -75,8 +76,10 @@ class VertexOptions(BaseModel):
 def _aiplatform() -> Any:
     try:
         from google.cloud import aiplatform_v1
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"the vertex runner needs google-cloud-aiplatform: {_PIP_HINT}") from exc
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise MissingExtraError(
+            f"the vertex runner needs google-cloud-aiplatform, which is not installed: {_PIP_HINT}"
+        ) from None
     return aiplatform_v1
 
 
@@ -242,18 +245,8 @@ class VertexRunner(Runner):
         return aip.CustomJob(display_name=f"{self._prefix}-trial-{spec.trial_id}", labels=labels, job_spec=job_spec)
 
     def _handle(self, spec: TrialSpec, job_name: str, token: str, *, recovered: bool = False) -> TrialHandle:
-        extra: dict[str, Any] = {"token": token, "api_endpoint": self.api_endpoint}
-        if recovered:
-            extra["recovered"] = True
-        return TrialHandle(
-            trial_id=spec.trial_id,
-            runner=self.name,
-            external_id=job_name,
-            started_at=0.0 if recovered else time.time(),
-            argv=list(spec.argv),
-            log_path=os.path.abspath(spec.log_path) if spec.log_path else "",
-            extra=extra,
-        )
+        extra = {"token": token, "api_endpoint": self.api_endpoint}
+        return remote_handle(spec, runner=self.name, external_id=job_name, extra=extra, recovered=recovered)
 
     def launch(self, spec: TrialSpec) -> TrialHandle:
         token = spec.launch_token or os.urandom(16).hex()

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from controllers.config import ControllerConfig, StrictModel
+from controllers.config import NAME_MAX_LENGTH, NAME_PATTERN, ControllerConfig, StrictModel
 
 __all__ = ["ReferenceConfig", "GridDimension", "ProxyTasksConfig", "NoiseConfig", "SearchConfig"]
 
@@ -48,7 +48,7 @@ class ReferenceConfig(StrictModel):
 class GridDimension(StrictModel):
     """One named dimension of a proxy grid: plain ``values`` of ``arg``, or ``{label, args}`` values."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     arg: str | None = None
     values: list[Any] = Field(min_length=1)
 
@@ -64,7 +64,7 @@ class ProxyTasksConfig(StrictModel):
     generator: str | None = None
     grid: list[GridDimension] | None = None
     configs: list[ProxyConfigItem] | None = None
-    name_prefix: str = Field(default="proxy", pattern=r"^[A-Za-z0-9_.-]+$")
+    name_prefix: str = Field(default="proxy", pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
 
     @model_validator(mode="after")
     def _one_source(self) -> ProxyTasksConfig:

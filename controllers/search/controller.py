@@ -32,6 +32,7 @@ from controllers.engine.jobs import (
 )
 from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
+from controllers.engine.session import controller_session
 from controllers.engine.state import StateFile
 from controllers.errors import SearchAborted
 from controllers.latency.mode import latency_workers, trial_latency
@@ -189,7 +190,7 @@ class SearchController:
 
     def _reference_has_latency(self) -> bool:
         assert self.reference is not None
-        return sum(v is not None for v in self.reference.latencies) >= self.config.min_pairs
+        return self.reference.has_latency(min_pairs=self.config.min_pairs)
 
     def _prepare_noise(self) -> Verdict | None:
         noise_cfg = self.config.noise
@@ -231,17 +232,10 @@ class SearchController:
             ConfigurationError: Bad reference, configs or state.
             controllers.errors.LeaseHeldError: Another controller drives this folder.
         """
-        self._lease = Lease(
-            self.storage, timeout_secs=self.config.timeouts.lease_timeout_secs, clock=self.clock, sleep=self.sleep
-        )
-        self._lease.acquire()
-        self.state_file.fence = self._lease.confirm  # fencing: every save proves the folder is still ours
-        try:
+        with controller_session(self.config, runner=self.runner, clock=self.clock, sleep=self.sleep) as (lease, runner):
+            self._lease, self.runner = lease, runner
+            self.state_file.fence = lease.confirm  # fencing: every save proves the folder is still ours
             return self._run()
-        finally:
-            self._lease.release()
-            if self.runner is not None:
-                self.runner.close()
 
     def _run(self) -> SearchState:
         self._load_or_create_state()
@@ -325,8 +319,7 @@ class SearchController:
         )
 
     def _runner(self) -> Runner:
-        if self.runner is None:
-            self.runner = self.config.runner.make_runner()  # local, ray or vertex, as the other tools
+        assert self.runner is not None, "the session makes the runner before the first launch"
         return self.runner
 
     def _evaluate(self, cfg: ProxyTaskConfig, entry: ProxyTaskEntry) -> None:

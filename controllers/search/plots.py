@@ -13,7 +13,14 @@ from typing import Any
 from controllers import plotting
 from proxy_task_utils.storage import Storage
 
-__all__ = ["plot_file_names", "render_proxy_plots", "plot_proxy_state", "render_analysis_plot", "figure_to_png"]
+__all__ = [
+    "plot_file_names",
+    "render_proxy_plots",
+    "plot_proxy_state",
+    "render_analysis_plot",
+    "figure_to_png",
+    "proxy_comparison_png",
+]
 
 
 def figure_to_png(fig: Any) -> bytes:
@@ -179,7 +186,9 @@ def render_proxy_plots(
     if scatter is not None:
         outputs["scatter"] = _scatter(scatter[0], scatter[1], scatter[2], "full-training accuracy", "proxy accuracy")
     if latency is not None:
-        outputs["latency"] = _scatter(latency[0], latency[1], latency[2], "reference latency", "proxy latency")
+        outputs["latency"] = _scatter(
+            latency[0], latency[1], latency[2], "reference latency (ms)", "proxy latency (ms)"
+        )
     for key, png in outputs.items():
         storage.write(names[key], png)
         written.append(names[key])
@@ -249,3 +258,39 @@ def plot_proxy_state(
         scatter=scatter,
         latency=latency,
     )
+
+
+def proxy_comparison_png(
+    points: Sequence[tuple[str, float | None, float | None, bool]],
+    *,
+    target: float | None,
+    winner: str | None,
+    method: str,
+) -> bytes:
+    """One chart for all proxies: correlation at the decision against training time per model.
+
+    Args:
+        points: ``(name, seconds per model at the decision, correlation, met the target)``; a proxy
+            without a figure is left out of the chart (the report's table lists it).
+        target: The desired correlation (a horizontal line).
+        winner: The best proxy's name (marked with a star).
+        method: The deciding coefficient, for the axis label.
+    """
+    plt = plotting.pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, secs, corr, passed in points:
+        if secs is None or corr is None:
+            continue
+        if name == winner:
+            ax.plot([secs], [corr], marker="*", markersize=16, color="gold", markeredgecolor="black", zorder=3)
+        ax.plot([secs], [corr], "o" if passed else "x", color="C0" if passed else "grey", zorder=2)
+        ax.annotate(name, (secs, corr), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    if target is not None:
+        ax.axhline(target, color="red", linestyle=":", label=f"target {target:g}")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel("training time per model at the decision (s)")
+    ax.set_ylabel(f"{method} correlation with full training")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_title("Proxy tasks compared: rank correlation vs cost (star: the best proxy)")
+    ax.grid(alpha=0.3)
+    return figure_to_png(fig)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.config import NAME_MAX_LENGTH
 from proxy_task_utils.errors import ConfigurationError
 
 __all__ = ["ProxyTaskConfig", "load_generator", "generate_from_function", "grid_configs", "validate_configs"]
@@ -92,6 +93,11 @@ def validate_configs(configs: Sequence[ProxyTaskConfig]) -> list[ProxyTaskConfig
         if not isinstance(cfg.name, str) or not _NAME_RE.match(cfg.name):
             raise ConfigurationError(
                 f"proxy task {i} has name {cfg.name!r}; use letters, digits, '_', '-' or '.' (it names files)"
+            )
+        if len(cfg.name) > NAME_MAX_LENGTH:
+            raise ConfigurationError(
+                f"proxy task {i} has a name of {len(cfg.name)} characters ({cfg.name[:40]}...); "
+                f"use at most {NAME_MAX_LENGTH} (it names files)"
             )
         if cfg.name in seen:
             raise ConfigurationError(f"proxy task name {cfg.name!r} appears twice; names must be unique")

@@ -77,9 +77,9 @@ class ReferenceModels:
     def num_valid(self) -> int:
         return sum(a is not None for a in self.accuracies)
 
-    @property
-    def has_latency(self) -> bool:
-        return any(v is not None for v in self.latencies)
+    def has_latency(self, *, min_pairs: int) -> bool:
+        """Whether at least ``min_pairs`` reference models have a latency (enough for a correlation)."""
+        return sum(v is not None for v in self.latencies) >= min_pairs
 
     def check_valid(self, *, min_valid: int = 5, min_valid_ratio: float = 0.7) -> None:
         """Raises ConfigurationError unless enough reference scores exist (reference: 5 and 70 %)."""

@@ -25,8 +25,8 @@ def filtered_trial_scores_png(
             ax.plot([p[1] for p in points], [p[2] for p in points], style, label=label)
             for tid, x, y in points:
                 ax.annotate(tid, (x, y), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("Accuracy")
-    ax.set_ylabel("Latency")
+    ax.set_xlabel("Accuracy (fraction correct)")
+    ax.set_ylabel("Latency (ms)")
     ax.set_title(title)
     if kept or removed:
         ax.legend(fontsize="small")

@@ -20,7 +20,7 @@ def variance_curves_png(
     for label, pcts, accs in curves:
         ax.plot(list(pcts), list(accs), marker=".", label=label)
     ax.set_xlabel("Training step (%)")
-    ax.set_ylabel("Accuracy")
+    ax.set_ylabel("Accuracy (fraction correct)")
     ax.set_title(title)
     if curves:
         ax.legend(fontsize="small")

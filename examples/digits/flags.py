@@ -55,8 +55,15 @@ def add_latency_flags(parser: argparse.ArgumentParser, *, num_threads_help: str)
         "--latency_repeats",
         type=int,
         default=200,
-        help="batch-1 CPU inferences; the mean of the fastest quarter is reported",
+        help="at most this many batch-1 CPU inferences; the mean of the fastest quarter is reported",
     )
+    a(
+        "--latency_min_repeats",
+        type=int,
+        default=50,
+        help="stop timing after this many once the figure moves by at most --latency_rel_tol (>= repeats: off)",
+    )
+    a("--latency_rel_tol", type=float, default=0.02, help="relative change that counts as settled (0.02 = 2 %%)")
     a("--target_latency_ms", type=float, default=0.0, help="> 0: reward = accuracy * min(1, target/latency)")
     a("--num_threads", type=int, default=1, help=num_threads_help)
 
@@ -83,6 +90,8 @@ def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, extra
         (args.learning_rate > 0, "--learning_rate must be > 0"),
         *extra,
         (args.latency_repeats >= 1, "--latency_repeats must be >= 1"),
+        (args.latency_min_repeats >= 1, "--latency_min_repeats must be >= 1"),
+        (args.latency_rel_tol >= 0, "--latency_rel_tol must be >= 0, e.g. 0.02"),
         (args.num_threads >= 1, "--num_threads must be >= 1"),
         (args.target_latency_ms >= 0, "--target_latency_ms must be >= 0 (0 = off)"),
     ]

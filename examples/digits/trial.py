@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import proxy_task_utils as ptu
+from examples.digits.latency import LatencyFigure
 
 __all__ = ["model_dir_from_args", "load_architecture", "checkpoint_to_resume", "report_trial", "main"]
 
@@ -88,12 +89,14 @@ def report_trial(
     latency_ms: float,
     target_latency_ms: float,
     logger: logging.Logger,
+    latency_figure: LatencyFigure | None = None,
 ) -> None:
     """The reward (``accuracy``, the best evaluated one, as the reference) and the other metrics.
 
     ``target_latency_ms > 0`` folds the latency into the reward with
     :func:`proxy_task_utils.compute_reward`. ``accuracy`` None (no evaluation
-    recorded) reports nothing and says so on ``logger``.
+    recorded) reports nothing and says so on ``logger``. ``latency_figure`` (an early-stopped
+    measurement) adds how many timings it took and how much the figure still moved.
     """
     if accuracy is None:
         logger.warning("no evaluation was recorded (stopped before the first cycle); no reward reported")
@@ -111,6 +114,14 @@ def report_trial(
             "latency_milli_seconds": latency_ms,
             "training_steps": step,
             "final_top_1_accuracy": last_accuracy if last_accuracy is not None else accuracy,
+            **(
+                {}
+                if latency_figure is None
+                else {
+                    "latency_repeats": latency_figure.repeats,
+                    "latency_spread_milli_seconds": latency_figure.spread_ms,
+                }
+            ),
         },
     )
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from examples.digits import arch as digits_arch
-from examples.digits.latency import fastest_quartile_mean
+from examples.digits.latency import LatencyFigure, time_until_converged
 from examples.pytorch.search_space import validate
 
 __all__ = ["build_model", "stage_channels", "measure_latency_ms"]
@@ -87,12 +87,15 @@ def build_model(arch: dict[str, Any], model_scale: float = 1.0) -> nn.Module:
     return DigitsMnasNet(arch, model_scale).to(memory_format=torch.channels_last)
 
 
-def measure_latency_ms(model: nn.Module, *, repeats: int = 200, warmup: int = 10) -> float:
+def measure_latency_ms(
+    model: nn.Module, *, repeats: int = 200, warmup: int = 10, min_repeats: int | None = None, rel_tol: float = 0.02
+) -> LatencyFigure:
     """Batch-1 CPU inference time in milliseconds, on one thread: the mean of the fastest quarter.
 
     One thread makes the figure independent of how many trials share the
     machine; the fastest quarter drops the repeats slowed by other trials
-    (:mod:`examples.digits.latency`).
+    (:mod:`examples.digits.latency`). Timing stops early once the figure has settled
+    (after ``min_repeats``, default ``repeats``: no early stop).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, but got {repeats}")
@@ -101,16 +104,19 @@ def measure_latency_ms(model: nn.Module, *, repeats: int = 200, warmup: int = 10
     was_training = model.training
     model.eval()
     x = torch.zeros(1, 1, 8, 8)
-    times: list[float] = []
+
+    def once() -> float:
+        start = time.perf_counter()
+        model(x)
+        return (time.perf_counter() - start) * 1000.0
+
     try:
         with torch.inference_mode():
             for _ in range(warmup):
                 model(x)
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model(x)
-                times.append((time.perf_counter() - start) * 1000.0)
+            return time_until_converged(
+                once, max_repeats=repeats, min_repeats=repeats if min_repeats is None else min_repeats, rel_tol=rel_tol
+            )
     finally:
         torch.set_num_threads(threads)
         model.train(was_training)
-    return fastest_quartile_mean(times)

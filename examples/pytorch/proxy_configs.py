@@ -45,7 +45,7 @@ def baseline_latency_ms(model_scale: float, *, repeats: int = 50) -> float:
     from examples.pytorch.model import build_model, measure_latency_ms
     from examples.pytorch.search_space import baseline
 
-    return measure_latency_ms(build_model(baseline(), model_scale), repeats=repeats)
+    return measure_latency_ms(build_model(baseline(), model_scale), repeats=repeats).ms
 
 
 def generate(

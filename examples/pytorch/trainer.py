@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 import proxy_task_utils as ptu
 from examples.digits import flags, trial
+from examples.digits.latency import LatencyFigure
 from examples.pytorch import search_space
 from examples.pytorch.data import DigitsTask, distort, make_task
 from examples.pytorch.model import build_model, measure_latency_ms
@@ -179,11 +180,14 @@ def run(args: argparse.Namespace) -> int:
             answer = export_and_wait_for_latency(  # also records it in the metrics file
                 model, model_dir, torch.zeros(1, 1, 8, 8), timeout_secs=args.latency_timeout_secs
             )
-            latency_ms = answer.latency_in_milliseconds
+            latency_ms, figure = answer.latency_in_milliseconds, None
         else:
-            latency_ms = measure_latency_ms(model, repeats=args.latency_repeats)
+            figure = measure_latency_ms(
+                model, repeats=args.latency_repeats, min_repeats=args.latency_min_repeats, rel_tol=args.latency_rel_tol
+            )
+            latency_ms = figure.ms
             loop.report_latency(latency_ms)
-        _report(args, model_dir, loop, step, latency_ms)
+        _report(args, model_dir, loop, step, latency_ms, figure)
     return loop.exit_code
 
 
@@ -217,7 +221,14 @@ def _restore(args, model_dir, model, optimizer, averager) -> int:  # noqa: ANN00
     return step
 
 
-def _report(args: argparse.Namespace, model_dir: str, loop: ProxyTaskLoop, step: int, latency_ms: float) -> None:
+def _report(
+    args: argparse.Namespace,
+    model_dir: str,
+    loop: ProxyTaskLoop,
+    step: int,
+    latency_ms: float,
+    figure: LatencyFigure | None,
+) -> None:
     """The reward (best accuracy, as the reference) through the hypertune file, and the other metrics."""
     # The whole recorded curve, not only this process's cycles: a resumed or retrained trial
     # (and one restarted after its last cycle) reports the same best accuracy.
@@ -232,6 +243,7 @@ def _report(args: argparse.Namespace, model_dir: str, loop: ProxyTaskLoop, step:
         latency_ms=latency_ms,
         target_latency_ms=args.target_latency_ms,
         logger=logger,
+        latency_figure=figure,
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from examples.digits import arch as digits_arch
-from examples.digits.latency import fastest_quartile_mean
+from examples.digits.latency import LatencyFigure, time_until_converged
 from examples.tf_vision.search_space import validate
 
 __all__ = ["build_model", "stage_channels", "measure_latency_ms", "NUM_CLASSES"]
@@ -75,23 +75,29 @@ def build_model(arch: dict[str, Any], model_scale: float = 1.0) -> keras.Model:
     return keras.Model(inputs, logits, name="digits_mnasnet")
 
 
-def measure_latency_ms(model: keras.Model, *, repeats: int = 200, warmup: int = 10) -> float:
+def measure_latency_ms(
+    model: keras.Model, *, repeats: int = 200, warmup: int = 10, min_repeats: int | None = None, rel_tol: float = 0.02
+) -> LatencyFigure:
     """Batch-1 CPU inference time in milliseconds (a compiled ``tf.function``): the mean of the fastest quarter.
 
     The fastest quarter drops the repeats slowed by other trials
     (:mod:`examples.digits.latency`); ``.numpy()`` waits for the result so
-    each repeat times the whole forward pass.
+    each repeat times the whole forward pass. Timing stops early once the figure has settled
+    (after ``min_repeats``, default ``repeats``: no early stop).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, but got {repeats}")
     x = tf.zeros((1, 8, 8, 1), tf.float32)
-    times: list[float] = []
     with tf.device("/CPU:0"):
         forward = tf.function(lambda t: model(t, training=False))
         for _ in range(warmup):
             np.asarray(forward(x))
-        for _ in range(repeats):
+
+        def once() -> float:
             start = time.perf_counter()
             np.asarray(forward(x))
-            times.append((time.perf_counter() - start) * 1000.0)
-    return fastest_quartile_mean(times)
+            return (time.perf_counter() - start) * 1000.0
+
+        return time_until_converged(
+            once, max_repeats=repeats, min_repeats=repeats if min_repeats is None else min_repeats, rel_tol=rel_tol
+        )

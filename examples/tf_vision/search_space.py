@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from examples.digits.search_space import SearchSpace
 
-__all__ = ["NUM_STAGES", "WIDTH_MULTIPLIERS", "DEPTHS", "KERNELS", "EXPANSIONS", "SPACE"]
-__all__ += ["choices", "sample", "validate", "baseline"]
+__all__ = ["SPACE", "choices", "sample", "validate", "baseline"]
 
 SPACE = SearchSpace(
     width_multipliers=(0.25, 0.5, 0.75, 1.0, 1.5),
@@ -22,12 +21,6 @@ SPACE = SearchSpace(
     expansions=(1, 3, 6),
     baseline_expansion=3,
 )
-NUM_STAGES = SPACE.num_stages
-WIDTH_MULTIPLIERS = SPACE.width_multipliers
-DEPTHS = SPACE.depths
-KERNELS = SPACE.kernels
-EXPANSIONS = SPACE.expansions
-
 choices = SPACE.choices
 sample = SPACE.sample
 baseline = SPACE.baseline

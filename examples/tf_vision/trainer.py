@@ -30,6 +30,7 @@ import tensorflow as tf
 
 import proxy_task_utils as ptu
 from examples.digits import flags, trial
+from examples.digits.latency import LatencyFigure
 from examples.tf_vision import search_space
 from examples.tf_vision.data import DigitsTask, batches, make_task
 from examples.tf_vision.model import build_model, measure_latency_ms
@@ -208,15 +209,23 @@ def _run(args: argparse.Namespace, model_dir: str) -> int:
         step = callback.global_step
     if not trained and origin is not None and origin != model_dir:
         save_checkpoint(model_dir, model, step, arch, args.model_scale)  # the next round retrains from here
-    latency_ms = measure_latency_ms(model, repeats=args.latency_repeats)
+    figure = measure_latency_ms(
+        model, repeats=args.latency_repeats, min_repeats=args.latency_min_repeats, rel_tol=args.latency_rel_tol
+    )
+    latency_ms = figure.ms
     ptu.update_trial_training_latency_metric(model_dir, latency_ms)
-    _report(args, model_dir, callback, step, latency_ms)
+    _report(args, model_dir, callback, step, latency_ms, figure)
     ptu.write_job_status(model_dir, p.JOB_STATUS_SUCCESS)
     return 0
 
 
 def _report(
-    args: argparse.Namespace, model_dir: str, callback: ProxyTaskCallback, step: int, latency_ms: float
+    args: argparse.Namespace,
+    model_dir: str,
+    callback: ProxyTaskCallback,
+    step: int,
+    latency_ms: float,
+    figure: LatencyFigure,
 ) -> None:
     """The reward (best accuracy, as the reference) through the hypertune file, and the other metrics."""
     accuracy = callback.best_accuracy
@@ -233,6 +242,7 @@ def _report(
         latency_ms=latency_ms,
         target_latency_ms=args.target_latency_ms,
         logger=logger,
+        latency_figure=figure,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from proxy_task_utils.errors import ConfigurationError
+from proxy_task_utils.errors import ConfigurationError, MissingExtraError
 from proxy_task_utils.storage.base import ObjectInfo, Storage, safe_join
 from proxy_task_utils.storage.local import LocalStorage
 
@@ -46,7 +46,9 @@ def _open_gcs(uri: str) -> Storage:
     try:
         from proxy_task_utils.storage.gcs import GCSStorage
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"{uri} needs google-cloud-storage: pip install 'proxy-task-utils[gcs]' ({exc})") from exc
+        raise MissingExtraError(
+            f"{uri} needs google-cloud-storage, which is not installed: pip install 'proxy-task-utils[gcs]' ({exc})"
+        ) from None
     return GCSStorage.from_uri(uri)
 
 

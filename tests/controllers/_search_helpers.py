@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
+from typing import Any
 
+from controllers.config import parse_config
+from controllers.search.config import SearchConfig
 from proxy_task_utils import protocol as p
 
 #: Plateau qualities of the reference architectures (the true ranking), 8 models.
@@ -113,3 +117,45 @@ def write_reference_table(
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
+GOOD = {"noise": 0.002, "tau": 0.01, "train_steps": 2000, "cycle_steps": 10}  # ranks perfectly from cycle 1
+NOISY = {"noise": 5.0, "tau": 0.01, "cycle_steps": 10}  # ranks at random
+
+
+def search_config(tmp_path: Any, proxies: Any, **overrides: Any) -> SearchConfig:
+    """The end-to-end search setup: 8 hand-written reference models, replay-trainer proxies."""
+    ref_job = tmp_path / "reference" / "nas" / "search"
+    if not ref_job.exists():
+        write_reference_job(str(ref_job))
+    data = {
+        "controller_dir": str(tmp_path / "search"),
+        "job_name": "t",
+        "trainer": {"command": REPLAY, "args": {"cycle_steps": 10}},
+        "runner": {"max_parallel_trials": 8},
+        "timeouts": {
+            "poll_interval_secs": 0.2,
+            "no_metrics_timeout_secs": 30,
+            "stop_grace_secs": 15,
+            "cancel_grace_secs": 1,
+            "heartbeat_interval_secs": 1.0,
+        },
+        "reference": {"job_dir": str(ref_job)},
+        "proxy_tasks": {"configs": [{"name": n, "args": a} for n, a in proxies]},
+        "desired_accuracy_correlation": 0.9,
+        "training_time_hrs_limit": 30 / 3600,
+        "desired_latency_correlation": 0.65,
+        "bootstrap_resamples": 100,
+        "plots": False,
+    }
+    data.update(overrides)
+    return parse_config(data, SearchConfig)
+
+
+def trial_metrics(job_dir: str, n: int = 8) -> list[p.TrialTrainingMetrics]:
+    out = []
+    for k in range(1, n + 1):
+        with open(os.path.join(job_dir, str(k), p.TRIAL_TRAINING_METRICS_FILE), "rb") as f:
+            out.append(p.TrialTrainingMetrics.from_json(f.read()))
+    return out

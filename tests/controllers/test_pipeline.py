@@ -88,6 +88,26 @@ def test_bad_stage_sections_name_the_field(tmp_path, mutate, message):
 
 
 @pytest.mark.slow
+def _check_design_report(out, design: str) -> None:
+    import re
+
+    headings = [line[3:] for line in design.splitlines() if line.startswith("## ")]
+    for wanted in ("Summary", "Variance measurement", "Model selection", "Proxy-task search: all proxies compared"):
+        assert wanted in headings, headings
+    assert any(h.startswith("Search: ") for h in headings)
+    assert "Best proxy task: **short**" in design
+    assert "| variance |" in design and "| model selection |" in design and "| search |" in design
+    assert "Seed noise: std " in design
+    assert "| 0 | 8 |" in design  # round 0 of model selection: 8 trials
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", design)
+    assert "search/proxy_task_comparison.png" in images and "variance/variance_curves.png" in images
+    assert any(i.endswith("filtered_trial_scores.png") for i in images)
+    for image in images:
+        assert (out / image).stat().st_size > 0, image
+    html = (out / "design_report.html").read_text()
+    assert "<h2>Model selection</h2>" in html and "src='search/proxy_task_comparison.png'" in html
+
+
 def test_full_pipeline_through_the_cli(tmp_path):
     out = tmp_path / "out"
     config = tmp_path / "pipeline.yaml"
@@ -114,6 +134,15 @@ def test_full_pipeline_through_the_cli(tmp_path):
     assert "Best proxy task: **short**" in report
     best = yaml.safe_load((out / "search" / "best_proxy_task.yaml").read_text())
     assert best["args"]["train_steps"] == best["args"]["decay_steps"] <= 40
+    # one report for the whole design, every section, every image it links present
+    design = (out / "design_report.md").read_text()
+    _check_design_report(out, design)
+    assert "design markdown: " in done.stdout
+    (out / "design_report.md").unlink()
+    rewritten = subprocess.run([sys.executable, "-m", "controllers.cli", "report", str(out)], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert rewritten.returncode == 0 and "design_report.md" in rewritten.stdout, rewritten.stderr
+    _check_design_report(out, (out / "design_report.md").read_text())
     # the closing summary
     assert "Best proxy task: short" in done.stdout
     assert "Noise ceiling" in done.stdout

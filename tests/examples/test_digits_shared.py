@@ -49,7 +49,7 @@ def test_both_examples_sample_the_same_keys_with_their_own_values() -> None:
     from examples.tf_vision import search_space as tf
 
     assert pt.choices().keys() == tf.choices().keys()
-    assert pt.EXPANSIONS == (1, 2, 4) and tf.EXPANSIONS == (1, 3, 6)
+    assert pt.SPACE.expansions == (1, 2, 4) and tf.SPACE.expansions == (1, 3, 6)
     assert pt.baseline()["stage0_expansion"] == 2 and tf.baseline()["stage0_expansion"] == 3
     for module in (pt, tf):
         draws = [module.sample(random.Random(7)) for _ in range(3)]
@@ -189,3 +189,31 @@ def test_fastest_quartile_mean_drops_the_slowed_repeats():
     assert fastest_quartile_mean([2.0]) == 2.0
     with pytest.raises(ValueError, match="no timings"):
         fastest_quartile_mean([])
+
+
+def test_latency_timing_stops_once_the_figure_settles():
+    from examples.digits.latency import time_until_converged
+
+    steady = iter([1.0, 1.2, 1.1, 1.05] * 100)
+    figure = time_until_converged(lambda: next(steady), max_repeats=200, min_repeats=40, block=10, rel_tol=0.02)
+    assert figure.converged and figure.repeats == 40 and figure.ms == pytest.approx(1.0)
+    assert figure.spread_ms <= 0.02 * figure.ms
+
+
+def test_latency_timing_runs_to_the_cap_while_the_figure_keeps_moving():
+    from examples.digits.latency import time_until_converged
+
+    falling = iter([10.0 / (k + 1) for k in range(1000)])  # every new timing is the fastest yet
+    figure = time_until_converged(lambda: next(falling), max_repeats=60, min_repeats=20, block=10, rel_tol=0.01)
+    assert not figure.converged and figure.repeats == 60
+    assert figure.spread_ms > 0.01 * figure.ms  # the recorded spread says it had not settled
+
+
+def test_latency_timing_early_stop_off_and_bad_arguments():
+    from examples.digits.latency import time_until_converged
+
+    figure = time_until_converged(lambda: 1.0, max_repeats=30, min_repeats=30)
+    assert figure.repeats == 30 and not figure.converged and figure.spread_ms == 0.0
+    for bad in ({"max_repeats": 0, "min_repeats": 1}, {"max_repeats": 5, "min_repeats": 1, "rel_tol": -0.1}):
+        with pytest.raises(ValueError):
+            time_until_converged(lambda: 1.0, **bad)

@@ -114,3 +114,14 @@ def test_classify_failure_rules():
     assert classify_failure(None, "").kind is FailureKind.LOST
     f = classify_failure(2, "line\nValueError: bad\n", had_metrics=False)
     assert f.kind is FailureKind.CRASH and "ValueError: bad" in f.message and "before any metrics" in f.message
+
+
+def test_a_finished_trial_frees_its_slot_at_once_not_at_the_next_poll(tmp_path, replay_command, fast_settings):
+    # One slot, three short trials and a 10-minute poll interval: the job only ends (within the
+    # test timeout) because each trial's end wakes the loop, which then launches the next one.
+    settings = dataclasses.replace(fast_settings, poll_interval_secs=600.0, heartbeat_interval_secs=None)
+    plans = [_plan(str(k), 0.5 + 0.1 * k, train_steps=3, cycle_steps=3) for k in range(1, 4)]
+    spec, record, saved, persist = _job(tmp_path, replay_command, plans)
+    result = run_job(spec, LocalRunner(1), record, persist=persist, settings=settings)
+    assert [r.state for r in result.trials] == [TrialState.SUCCEEDED] * 3
+    assert [t.launches for t in record.trials] == [1, 1, 1]

@@ -242,7 +242,7 @@ def _e2e_runner(address, n):
 
 def test_model_selection_end_to_end_on_ray(ray_address, tmp_path):
     """test_model_selection's setup, smaller (5 -> 3 models), one crashing trial, the Ray runner swapped in."""
-    from test_model_selection import _data  # their config
+    from _tool_helpers import selection_data as _data  # the model-selection tests' config
 
     from controllers.config import parse_config
     from controllers.selection.config import ModelSelectionConfig
@@ -282,8 +282,9 @@ def test_model_selection_end_to_end_on_ray(ray_address, tmp_path):
 
 def test_proxy_search_end_to_end_on_ray(ray_address, tmp_path):
     """test_search_e2e's setup, smaller (5 reference models, one good proxy), the Ray runner swapped in."""
-    from _search_helpers import LATENCIES, QUALITIES, write_reference_job
-    from test_search_e2e import GOOD, _config, _trial_metrics  # their config
+    from _search_helpers import GOOD, LATENCIES, QUALITIES, write_reference_job
+    from _search_helpers import search_config as _config
+    from _search_helpers import trial_metrics as _trial_metrics
 
     from controllers.search.controller import SearchController
     from controllers.stats import MET_DESIRED_ACCURACY_CORRELATION

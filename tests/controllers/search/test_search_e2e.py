@@ -14,10 +14,10 @@ import subprocess
 import sys
 
 import pytest
-from _search_helpers import LATENCIES, QUALITIES, write_reference_job, write_reference_table
+from _search_helpers import GOOD, LATENCIES, NOISY, QUALITIES, write_reference_table
+from _search_helpers import search_config as _config
+from _search_helpers import trial_metrics as _trial_metrics
 
-from controllers.config import parse_config
-from controllers.search.config import SearchConfig
 from controllers.search.controller import SearchAborted, SearchController
 from controllers.search.report import write_report
 from controllers.search.state import FAILED_DESIRED_LATENCY_CORRELATION, JOB_FAILED, RAN_TILL_COMPLETION
@@ -28,46 +28,6 @@ from controllers.stats import (
 )
 from proxy_task_utils import protocol as p
 from proxy_task_utils.errors import ConfigurationError
-
-REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
-GOOD = {"noise": 0.002, "tau": 0.01, "train_steps": 2000, "cycle_steps": 10}  # ranks perfectly from cycle 1
-NOISY = {"noise": 5.0, "tau": 0.01, "cycle_steps": 10}  # ranks at random
-
-
-def _config(tmp_path, proxies, **overrides) -> SearchConfig:
-    ref_job = tmp_path / "reference" / "nas" / "search"
-    if not ref_job.exists():
-        write_reference_job(str(ref_job))
-    data = {
-        "controller_dir": str(tmp_path / "search"),
-        "job_name": "t",
-        "trainer": {"command": REPLAY, "args": {"cycle_steps": 10}},
-        "runner": {"max_parallel_trials": 8},
-        "timeouts": {
-            "poll_interval_secs": 0.2,
-            "no_metrics_timeout_secs": 30,
-            "stop_grace_secs": 15,
-            "cancel_grace_secs": 1,
-            "heartbeat_interval_secs": 1.0,
-        },
-        "reference": {"job_dir": str(ref_job)},
-        "proxy_tasks": {"configs": [{"name": n, "args": a} for n, a in proxies]},
-        "desired_accuracy_correlation": 0.9,
-        "training_time_hrs_limit": 30 / 3600,
-        "desired_latency_correlation": 0.65,
-        "bootstrap_resamples": 100,
-        "plots": False,
-    }
-    data.update(overrides)
-    return parse_config(data, SearchConfig)
-
-
-def _trial_metrics(job_dir: str, n: int = 8) -> list[p.TrialTrainingMetrics]:
-    out = []
-    for k in range(1, n + 1):
-        with open(os.path.join(job_dir, str(k), p.TRIAL_TRAINING_METRICS_FILE), "rb") as f:
-            out.append(p.TrialTrainingMetrics.from_json(f.read()))
-    return out
 
 
 def _state(tmp_path) -> dict:

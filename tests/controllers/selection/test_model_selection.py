@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import yaml
+from _tool_helpers import selection_data
 
 from controllers.config import parse_config
 from controllers.engine.jobs import TrialState
@@ -23,37 +24,7 @@ from controllers.selection.controller import (
 )
 from controllers.testing import CRASH_ENV, wait_until
 
-FAST_TIMEOUTS = {
-    "poll_interval_secs": 0.05,
-    "no_metrics_timeout_secs": 3.0,
-    "stop_grace_secs": 5.0,
-    "cancel_grace_secs": 1.0,
-    "heartbeat_interval_secs": 0.5,
-    "nan_grace_secs": 1.0,
-}
-
-
-def _data(ctl, replay_command, **over):
-    data = {
-        "controller_dir": str(ctl),
-        "job_name": "ms",
-        "seed": 3,
-        "trainer": {"command": replay_command, "args": {"train_steps": 60, "cycle_steps": 6, "noise": 0.01}},
-        "search_space": {
-            "choices": {"quality": [round(0.3 + 0.05 * i, 2) for i in range(12)], "latency_ms": [5, 10, 20]}
-        },
-        "runner": {"max_parallel_trials": 4},
-        "timeouts": FAST_TIMEOUTS,
-        "start_num_models": 8,
-        "final_num_models": 4,
-        "num_models_to_remove_per_iter": 2,
-    }
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return data
+_data = selection_data
 
 
 def _state(ctl):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from _tool_helpers import FAST_TIMEOUTS
 
 from controllers.config import parse_config
 from controllers.engine.search_space import load_search_space, sample_architectures
@@ -16,15 +17,6 @@ from controllers.variance.controller import (
     VarianceError,
     run_variance_measurement,
 )
-
-FAST_TIMEOUTS = {
-    "poll_interval_secs": 0.05,
-    "no_metrics_timeout_secs": 3.0,
-    "stop_grace_secs": 5.0,
-    "cancel_grace_secs": 1.0,
-    "heartbeat_interval_secs": 0.5,
-    "nan_grace_secs": 1.0,
-}
 
 
 def _config(tmp_path, replay_command, **over) -> VarianceConfig:
