@@ -227,16 +227,12 @@ class Lease:
         self.renew()
 
     def release(self) -> None:
-        """Delete the lease if it is still ours (idempotent)."""
+        """Delete the lease if it is still ours, or unreadable (a taker-over writes a readable one); idempotent."""
         if self._generation is None:
             return
-        try:
-            data, _ = self.storage.read(LEASE_FILE)
-            holder = p.load_json_object(data, path=LEASE_FILE)
-            if holder.get("token") == self.token:
-                self.storage.delete(LEASE_FILE)
-        except (NotFoundError, CorruptFileError):
-            pass
+        found = self._read_holder()
+        if found is not None and (found[0] is None or found[0].get("token") == self.token):
+            self.storage.delete(LEASE_FILE)
         self._generation = None
 
     def __enter__(self) -> Lease:

@@ -55,7 +55,8 @@ def test_a_live_holder_rewrites_its_garbled_lease(tmp_path):
     lease.confirm()
     lease.renew()
     assert json.loads((tmp_path / LEASE_FILE).read_text())["token"] == lease.token
-    lease.release()
+    (tmp_path / LEASE_FILE).write_bytes(b"{")
+    lease.release()  # garbled at the very end: still ours to remove, not left to block the next run
     assert not (tmp_path / LEASE_FILE).exists()
 
 
