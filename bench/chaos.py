@@ -200,7 +200,7 @@ def run_once(tool: Tool, root: Path, *, kills: list[tuple[float, str]], env: dic
     root.mkdir(parents=True, exist_ok=True)
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(tool.make(root)))
-    outputs, resume, start = [], False, time.monotonic()
+    outputs, resume, start, done = [], False, time.monotonic(), 0
     for delay, how in kills:
         proc = _start(tool, config, resume=resume, env=env)
         resume = True
@@ -209,6 +209,7 @@ def run_once(tool: Tool, root: Path, *, kills: list[tuple[float, str]], env: dic
             ended = True  # before the kill came: the resume below says how it ends
         except subprocess.TimeoutExpired:
             ended = False
+            done += 1
             if how == "machine":
                 crash_with_trials(proc.pid)
             else:
@@ -219,7 +220,7 @@ def run_once(tool: Tool, root: Path, *, kills: list[tuple[float, str]], env: dic
     proc = _start(tool, config, resume=resume, env=env)
     out = proc.communicate(timeout=timeout)[0].decode(errors="replace")
     outputs.append(out)
-    result: dict[str, Any] = {"exit": proc.returncode, "secs": time.monotonic() - start,
+    result: dict[str, Any] = {"exit": proc.returncode, "secs": time.monotonic() - start, "kills": done,
                               "traceback": any("Traceback" in o for o in outputs), "output": out[-2000:]}  # fmt: skip
     try:
         result["signature"] = tool.signature(tool.result_dir(root))
@@ -294,7 +295,7 @@ def campaign(name: str, runs: int, work: Path, rng: random.Random, env: dict[str
         kills = [(rng.uniform(0.15, 0.85) * secs, rng.choice(kinds)) for _ in range(n)]
         res = run_once(tool, work / f"{name}-{i}", kills=kills, env=env)
         counts["runs"] += 1
-        counts["kills"] += n
+        counts["kills"] += res["kills"]  # the kills that happened (a run may end before its next one)
         counts["duplicates"] += res["duplicates"]
         lost = res["lost"] + sum(1 for k, s in res["states"].items()
                                  if s == "failed" and base["states"].get(k) == "succeeded")  # fmt: skip
