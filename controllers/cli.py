@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
@@ -52,7 +53,8 @@ def _measure_variance(args: argparse.Namespace) -> int:
     config = load_config(args.config, VarianceConfig)
     progress = _progress(args)
     try:
-        report = run_variance_measurement(config, resume=args.resume, progress=progress)
+        report = run_variance_measurement(config, resume=args.resume, retry_failed=args.retry_failed,
+                                          progress=progress)  # fmt: skip
     finally:
         progress.close()
     print("\n".join(summary_lines(report.result)))
@@ -68,7 +70,7 @@ def _select_models(args: argparse.Namespace) -> int:
     config = load_config(args.config, ModelSelectionConfig)
     progress = _progress(args)
     try:
-        result = run_model_selection(config, resume=args.resume, progress=progress)
+        result = run_model_selection(config, resume=args.resume, retry_failed=args.retry_failed, progress=progress)
     finally:
         progress.close()
     print(summary_line(result))
@@ -84,11 +86,13 @@ def _search(args: argparse.Namespace) -> int:
     config = load_config(args.config, SearchConfig)
     if args.poll_interval is not None:
         config.timeouts.poll_interval_secs = args.poll_interval
+    stop_dashboard = _with_dashboard(args, config.controller_dir)
     progress = _progress(args)
     try:
-        state = run_search(config, resume=args.resume, progress=progress)
+        state = run_search(config, resume=args.resume, retry_failed=args.retry_failed, progress=progress)
     finally:
         progress.close()
+        stop_dashboard()
     print(search_status_text(config.controller_dir))
     return errors.EXIT_OK if state.best_proxy_task_name else errors.EXIT_NEGATIVE
 
@@ -105,13 +109,15 @@ def _run_pipeline(args: argparse.Namespace, config_path: str, output_dir: str | 
         config = PipelineConfig.model_validate({**config.model_dump(), "output_dir": output_dir})
     if args.max_parallel_trials is not None:
         config.runner.max_parallel_trials = args.max_parallel_trials
+    stop_dashboard = _with_dashboard(args, config.output_dir)
     progress = _progress(args)
     try:
-        result = run_pipeline(config, resume=args.resume, progress=progress)
+        result = run_pipeline(config, resume=args.resume, retry_failed=args.retry_failed, progress=progress)
     except errors.StateError as exc:
         raise errors.StateError(f"{exc} (add --resume to continue a previous run in that folder)") from None
     finally:
         progress.close()
+        stop_dashboard()
     print(summary_text(result))
     return errors.EXIT_OK if result.search is None or result.search.best_proxy_task_name else errors.EXIT_NEGATIVE
 
@@ -171,6 +177,32 @@ def _analyze(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from controllers.dashboard.app import serve
+
+    serve(args.dir, host=args.host, port=args.port, refresh_secs=args.refresh_secs)
+    return errors.EXIT_OK
+
+
+def _with_dashboard(args: argparse.Namespace, folder: str) -> Callable[[], None]:
+    """``--dashboard``: serve ``folder`` from a thread while the verb runs; returns the stop function."""
+    if not getattr(args, "dashboard", False):
+        return lambda: None
+    from controllers.dashboard.app import start_dashboard
+
+    server = start_dashboard(folder, port=args.dashboard_port)
+    print(f"dashboard of {folder}: {server.url}", flush=True)
+    return server.stop
+
+
+def _init(args: argparse.Namespace) -> int:
+    from controllers.init_config import write_template
+
+    path = write_template(args.output, args.trainer, force=args.force)
+    print(f"wrote {path}: edit it, then proxy-task run {path}")
+    return errors.EXIT_OK
+
+
 def _latency_worker(args: argparse.Namespace) -> int:
     import json
     import signal
@@ -210,6 +242,10 @@ def _common_flags() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--resume", action="store_true", help="continue the run recorded in the folder's state")
     common.add_argument("--no-progress", action="store_true", help="plain log lines instead of a live table")
+    common.add_argument("--detach", action="store_true",
+                        help="on Ctrl-C leave the running trials running (recorded; --resume re-attaches)")  # fmt: skip
+    common.add_argument("--retry-failed", action="store_true",
+                        help="with --resume: relaunch the failed trials as new attempts (their files are kept)")  # fmt: skip
     return common
 
 
@@ -217,6 +253,11 @@ def _verbose_flag() -> argparse.ArgumentParser:
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return verbose
+
+
+def _dashboard_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dashboard", action="store_true", help="serve the live dashboard of the run on 127.0.0.1")
+    p.add_argument("--dashboard-port", type=int, default=0, help="its port (default: a free one, printed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
              controller=True)  # fmt: skip
     p.add_argument("config", help="YAML config (controllers.search.config.SearchConfig)")
     p.add_argument("--poll-interval", type=float, default=None, help="override timeouts.poll_interval_secs")
+    _dashboard_flags(p)
 
     for name, fn, help in (
         ("run", _run, "run variance measurement, model selection and proxy-task search from one pipeline YAML"),
@@ -260,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where the three controller folders go (default: the config's output_dir; "
                             "for demo proxy_task_demo or proxy_task_demo_small)")  # fmt: skip
         p.add_argument("--max-parallel-trials", type=int, default=None, help="trials at once (default: cores)")
+        _dashboard_flags(p)
 
     p = verb("status", _status, "print the state of a controller folder")
     p.add_argument("dir", help="controller folder (path or gs://)")
@@ -279,6 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report the first step reaching this correlation (repeatable; default 0.65 0.8 0.9)")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CI")
     p.add_argument("--no-plot", action="store_true")
+
+    p = verb(
+        "dashboard", _dashboard, "a live web page of a controller folder: progress, correlations, trials, decisions"
+    )
+    p.add_argument("dir", help="a pipeline output_dir or a controller folder (path or gs://)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8050, help="port (default 8050; 0: a free one)")
+    p.add_argument("--refresh-secs", type=float, default=5.0, help="how often the page reloads the folder (default 5)")
+
+    p = verb("init", _init, "write a commented pipeline config to start from")
+    p.add_argument("--trainer", choices=("pytorch", "keras", "custom"), default="pytorch",
+                   help="the kind of trainer the config starts (default pytorch)")  # fmt: skip
+    p.add_argument("--output", default="pipeline.yaml", help="where to write it (default pipeline.yaml)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = verb("latency-worker", _latency_worker,
              "measure exported models' latency on this machine for the trainers of a folder")  # fmt: skip
@@ -312,11 +369,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Like ``python -m``: user modules named in configs ("my.trainer.space:sample") import from here.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if getattr(args, "retry_failed", False) and not args.resume:
+        print("error: --retry-failed continues a recorded run: add --resume", file=sys.stderr)
+        return errors.EXIT_USAGE
+    resume_hint = ""
+    restore: Callable[[], None] = lambda: None  # noqa: E731
+    if hasattr(args, "resume"):  # a controller verb: Ctrl-C stops it cleanly (controllers.engine.interrupt)
+        from controllers.engine import interrupt
+
+        again = [a for a in argv if a not in ("--resume", "--retry-failed")] + ["--resume"]
+        resume_hint = "proxy-task " + " ".join(again)
+        if threading.current_thread() is threading.main_thread():
+            restore = interrupt.install(detach_trials=bool(args.detach), hint=resume_hint)
     try:
         return int(args._verb(args))
     except BaseException as exc:
@@ -324,12 +394,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code is None:
             raise
         if code == errors.EXIT_INTERRUPTED:
-            print(f"interrupted: {_one_line(exc)}" if str(exc) else "interrupted", file=sys.stderr)
+            what = f"{_one_line(exc)}; " if str(exc) else ""
+            hint = f"; resume with: {resume_hint}" if resume_hint else ""
+            print(f"interrupted: {what}the state is saved{hint}", file=sys.stderr)
         elif code == errors.EXIT_NEGATIVE:
             print(f"aborted: {_one_line(exc)}", file=sys.stderr)
         else:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
         return code
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # python -m controllers.cli

@@ -74,6 +74,30 @@ class TrainerConfig(StrictModel):
     command: list[str] = Field(min_length=1)
     args: dict[str, FlagValue] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
+    # How the trainer's training length is set, for best_proxy_task.yaml (which sets exactly these flags):
+    length_flag: str | None = None  # e.g. train_steps or num_epochs; None: the file sets no length
+    length_unit: Literal["steps", "epochs"] = "steps"
+    steps_per_epoch: int | None = Field(default=None, ge=1)  # needed for epochs: metrics count steps
+    decay_flag: str | None = None  # e.g. decay_steps (a cosine schedule's length); None: no such flag
+    decay_unit: Literal["steps", "epochs"] | None = None  # default: length_unit
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainerConfig:
+        units = set()
+        if self.length_flag:
+            units.add(self.length_unit)
+        if self.decay_flag:
+            units.add(self.decay_unit or self.length_unit)
+        if "epochs" in units and self.steps_per_epoch is None:
+            raise ValueError("trainer.steps_per_epoch is required when a length is in epochs (the metrics count steps)")
+        if self.length_flag is not None and self.length_flag == self.decay_flag:
+            raise ValueError(f"trainer.length_flag and trainer.decay_flag are both {self.length_flag!r}")
+        return self
+
+    def length_settings(self) -> dict[str, Any]:
+        """What ``best_proxy_task.yaml`` sets (recorded in the search state)."""
+        return {"flag": self.length_flag, "unit": self.length_unit, "steps_per_epoch": self.steps_per_epoch,
+                "decay_flag": self.decay_flag, "decay_unit": self.decay_unit or self.length_unit}  # fmt: skip
 
     @field_validator("command")
     @classmethod
@@ -289,6 +313,8 @@ class ControllerConfig(StrictModel):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    # the accuracy of a random guess (0.1 for 10 balanced classes): scores at that level are "at chance"
+    chance_accuracy: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _latency_wait(self) -> ControllerConfig:

@@ -73,6 +73,7 @@ class PipelineConfig(StrictModel):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    chance_accuracy: float | None = Field(default=None, ge=0)
     stages: list[Stage] = Field(default_factory=lambda: list(STAGES), min_length=1)
     variance: dict[str, Any] = Field(default_factory=dict)
     model_selection: dict[str, Any] = Field(default_factory=dict)
@@ -90,7 +91,9 @@ class PipelineConfig(StrictModel):
 
 def _stage_dict(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
     section = dict(getattr(config, stage))
-    for shared in ("controller_dir", "trainer", "search_space", "runner", "timeouts", "latency", "seed", "job_name"):
+    shared_keys = ("controller_dir", "trainer", "search_space", "runner", "timeouts", "latency", "seed", "job_name",
+                   "chance_accuracy")  # fmt: skip
+    for shared in shared_keys:
         if shared in section:
             raise ValueError(f"{stage}.{shared}: set it once at the top level of the pipeline config")
     trainer = config.trainer.model_dump()
@@ -106,6 +109,7 @@ def _stage_dict(config: PipelineConfig, stage: Stage) -> dict[str, Any]:
         "runner": config.runner.model_dump(exclude_none=True),
         "timeouts": config.timeouts.model_dump(),
         "latency": config.latency.model_dump(exclude_none=True),
+        "chance_accuracy": config.chance_accuracy,
     }
     if stage != "search":
         base["search_space"] = config.search_space.model_dump(exclude_none=True)
@@ -157,7 +161,7 @@ def _has_state(controller_dir: str, stage: Stage) -> bool:
 
 
 def run_pipeline(
-    config: PipelineConfig | str, *, resume: bool = False, progress: Progress | None = None
+    config: PipelineConfig | str, *, resume: bool = False, retry_failed: bool = False, progress: Progress | None = None
 ) -> PipelineResult:
     """Runs the selected stages in order; with ``resume`` each stage continues from its own state.
 
@@ -188,10 +192,12 @@ def run_pipeline(
         progress.message(f"== {stage.replace('_', ' ')}{' (resumed)' if again else ''}: {stage_config.controller_dir}")
         start = time.monotonic()
         if stage == "search":
-            result.search = run_search(stage_config, resume=again, write_report=False, progress=progress)
+            result.search = run_search(stage_config, resume=again, retry_failed=again and retry_failed,
+                                       write_report=False, progress=progress)  # fmt: skip
             result.report_files = write_report(stage_config.controller_dir)
         else:
-            setattr(result, stage, runners[stage](stage_config, resume=again, progress=progress))
+            out = runners[stage](stage_config, resume=again, retry_failed=again and retry_failed, progress=progress)
+            setattr(result, stage, out)
         result.stage_seconds[stage] = time.monotonic() - start
     from controllers.report import write_design_report
 
@@ -212,12 +218,14 @@ def load_pipeline_config(path: str | os.PathLike[str]) -> PipelineConfig:
 def summary_text(result: PipelineResult) -> str:
     """The closing summary: best proxy, its correlation with CI, cost vs full training, ceiling, files."""
     from controllers.search.report import best_proxy_config, load_search_state
+    from controllers.units import human_duration, human_hours
     from controllers.variance.report import seed_noise_line
     from proxy_task_utils.storage import open_storage
 
-    lines = [f"Proxy-task design finished in {sum(result.stage_seconds.values()):.0f} s: {result.output_dir}"]
+    total = human_duration(sum(result.stage_seconds.values()))
+    lines = [f"Proxy-task design finished in {total}: {result.output_dir}"]
     for stage, secs in result.stage_seconds.items():
-        lines.append(f"  {stage.replace('_', ' '):<16} {secs:7.1f} s")
+        lines.append(f"  {stage.replace('_', ' '):<16} {human_duration(secs):>10}")
     res = getattr(result.variance, "result", None)
     if isinstance(res, dict) and (line := seed_noise_line(res)) is not None:
         lines.append(line)
@@ -242,11 +250,16 @@ def summary_text(result: PipelineResult) -> str:
             else ""
         )
         coef = corr.get("coefficient")
+        from controllers.search.uncertainty import ceiling_blocks_target
+
+        label = "Best proxy task"
+        if ceiling_blocks_target(state) is not None:  # never "good" against a target out of reach
+            label = "Cheapest proxy that passed (not a good proxy: the noise ceiling puts the target out of reach)"
         lines.append(
-            f"Best proxy task: {best['proxy_task_name']}: {state.correlation_method} "
+            f"{label}: {best['proxy_task_name']}: {state.correlation_method} "
             f"{coef:.3f}{ci} at step {best['final_training_steps']}"
             if coef is not None
-            else f"Best proxy task: {best['proxy_task_name']} ({best['stopping_state']})"
+            else f"{label}: {best['proxy_task_name']} ({best['stopping_state']})"
         )
         ref_hours = [h for h in (state.reference or {}).get("hours", []) if h is not None]
         hours = entry.proxy_task_stats.final_training_time_in_hours
@@ -255,9 +268,12 @@ def summary_text(result: PipelineResult) -> str:
 
             full = statistics.median(ref_hours)
             lines.append(
-                f"Cost per model: {hours * 3600:.1f} s with the proxy vs {full * 3600:.1f} s of full training "
-                f"({hours / full:.0%}); evaluating this proxy cost {entry.cost_trial_hours * 3600:.0f} trial-seconds"
+                f"Cost per model: {human_hours(hours)} with the proxy vs {human_hours(full)} of full training "
+                f"({hours / full:.0%}); evaluating this proxy cost {human_hours(entry.cost_trial_hours)} of trial time"
             )
+        from controllers.search.uncertainty import verdict_lines
+
+        lines += [f"  {line}" for line in verdict_lines(state, entry)]
         lines.append(f"Proxy args for the NAS search: {best['args']}")
     for key in ("design_markdown", "design_html", "markdown", "html", "best_proxy_task"):
         if result.report_files.get(key):

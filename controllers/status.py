@@ -60,7 +60,9 @@ def print_status(controller_dir: str, *, file: Any = None) -> int:
                 )  # fmt: skip
             console.print(table)
             console.print(
-                f"status: {state.get('status')}" + (f"\n{state['abort_reason']}" if state.get("abort_reason") else "")
+                f"status: {state.get('status')}" + (f"\n{state['abort_reason']}" if state.get("abort_reason") else ""),
+                markup=False,
+                highlight=False,
             )
         elif name == MEASUREMENT_STATE_FILE:
             for col in ("step", "job", "outcome / trials"):
@@ -73,8 +75,13 @@ def print_status(controller_dir: str, *, file: Any = None) -> int:
                 table.add_row("copies", str(state.get("training_job_name")), _job_counts(state["copies_job"]))
             console.print(table)
             console.print(
-                f"done: {bool(state.get('done'))}; finished copies: {len(state.get('finished_model_dirs', []))}"
+                f"done: {bool(state.get('done'))}; finished copies: {len(state.get('finished_model_dirs', []))}",
+                markup=False,
             )
+            if state.get("status"):
+                console.print(f"status: {state['status']}", markup=False)
+            if state.get("abort_reason"):
+                console.print(state["abort_reason"], markup=False, highlight=False)
         else:
             console.print(search_status_text(controller_dir), markup=False, highlight=False)
         return 0

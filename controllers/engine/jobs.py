@@ -61,6 +61,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from controllers.engine import interrupt
 from controllers.engine.faults import crash_point
 from controllers.engine.monitor import JobMonitor, TrialSnapshot
 from controllers.engine.records import (
@@ -81,9 +82,11 @@ from controllers.engine.records import (
     TrialState,
     build_argv,
     classify_failure,
+    failure_summary,
     job_dir_uri,
+    trial_ranges,
 )
-from controllers.errors import StateError
+from controllers.errors import RunInterrupted, StateError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 from proxy_task_utils import protocol as p
 
@@ -108,12 +111,20 @@ __all__ = [
     "StopAll",
     "OnPoll",
     "run_job",
+    "retry_failed",
+    "ATTEMPTS_DIR",
     "job_dir_uri",
     "build_argv",
     "classify_failure",
+    "failure_summary",
+    "trial_ranges",
 ]
 
 logger = logging.getLogger("controllers.engine.jobs")
+
+#: Where a retried trial's earlier attempt is kept: ``<job_dir>/failed_attempts/<trial>_attempt_<k>/``
+#: (not a numeric folder, so readers of ``.../nas/search/<id>`` never take it for a trial).
+ATTEMPTS_DIR = "failed_attempts"
 
 #: Spreads the first heartbeats of a batch of launches evenly over one interval.
 _GOLDEN = 0.6180339887498949
@@ -191,6 +202,10 @@ class _Loop:
     def post_initial_signals(self) -> None:
         self.fence()
         open_ids = [t.trial_id for t in self.record.trials if not t.state.is_final]
+        if self.record.interrupted and self.record.stop_reason is None:
+            # Ctrl-C posted "stop now" to these: take it back (train to the job's own target)
+            pct = self.spec.desired_training_pct
+            self.monitor.post_signals(self.record.interrupted, desired_training_pct=101.0 if pct is None else pct)
         if self.record.stop_reason is not None:
             self.monitor.post_signals(open_ids, desired_training_pct=p.MIN_TRAINING_STEP_PCT)
         else:
@@ -309,6 +324,21 @@ class _Loop:
 
     def _finish(self, tid: str, res: PollResult, snap: TrialSnapshot) -> None:
         t = self.by_id[tid]
+        if tid in self.record.interrupted and self.record.stop_reason is None:
+            # it ended because Ctrl-C told it to: not a result; launched again (same folder) on resume
+            self.forced.pop(tid, None)
+            t.state, t.handle, t.launch_token, t.launches, t.exit_code, t.failure = (
+                TrialState.PENDING,
+                None,
+                None,
+                0,
+                None,
+                None,
+            )
+            del self.live[tid]
+            self.beat_due.pop(tid, None)
+            self.save_soon()
+            return
         t.exit_code = res.exit_code
         forced = self.forced.pop(tid, None)
         if res.status is TrialStatus.LOST and forced is None and t.relaunches < self.settings.max_relaunches_after_loss:
@@ -323,8 +353,10 @@ class _Loop:
             self.save_soon()
             return
         had_metrics = snap.metrics is not None and bool(snap.metrics.training_accuracy_over_steps)
+        log_path = self.live[tid].log_path or os.path.join(self.spec.log_dir, tid, "trainer.log")
         if forced is not None:
             t.state, t.failure = TrialState.FAILED, forced
+            forced.log_path = forced.log_path or log_path
         elif res.status is TrialStatus.SUCCEEDED and snap.job_status not in (
             p.JOB_STATUS_FAILED,
             p.JOB_STATUS_FAILED_WITH_NAN,
@@ -337,6 +369,7 @@ class _Loop:
             t.failure = classify_failure(
                 res.exit_code, res.log_tail, job_status=snap.job_status, had_metrics=had_metrics
             )
+            t.failure.log_path = log_path
         del self.live[tid]
         self.beat_due.pop(tid, None)
         self.save_soon()  # a crash before the save is harmless: the restarted loop polls it again
@@ -359,13 +392,20 @@ class _Loop:
             t.launches += 1
         self.save_now()  # every intent of the batch is on record before anything happens
         for t in batch:
+            if interrupt.requested():  # the intent was saved, the launch never happened: pending again
+                t.state, t.launch_token, t.launches = TrialState.PENDING, None, max(0, t.launches - 1)
+                self.save_soon()
+                continue
+            if t.trial_id in self.record.interrupted:
+                self.record.interrupted.remove(t.trial_id)
             crash_point("before_launch")
             tspec = _trial_spec(self.spec, self.plans[t.trial_id], t.launch_token or "")
             try:
                 handle = self.runner.launch(tspec)
             except LaunchError as exc:
                 t.state = TrialState.FAILED
-                t.failure = Failure(FailureKind.LAUNCH_ERROR, str(exc), ADVICE[FailureKind.LAUNCH_ERROR])
+                t.failure = Failure(FailureKind.LAUNCH_ERROR, str(exc), ADVICE[FailureKind.LAUNCH_ERROR],
+                                    log_path=tspec.log_path)  # fmt: skip
                 self.save_soon()
                 continue
             crash_point("launched_unrecorded")
@@ -390,10 +430,38 @@ class _Loop:
     def stop_all(self, reason: str) -> None:
         self.record.stop_reason = reason
         self._skip_pending()
-        self.save_now()  # the decision is on record before the signal goes out
         open_ids = [t.trial_id for t in self.record.trials if not t.state.is_final]
+        self.record.stopped_trials = open_ids
+        self.save_now()  # the decision is on record before the signal goes out
         self.monitor.post_signals(open_ids, desired_training_pct=p.MIN_TRAINING_STEP_PCT)
         self.stop_deadline = self.clock() + self.settings.stop_grace_secs
+
+    def interrupted(self) -> RunInterrupted:
+        """Ctrl-C: launch nothing more; stop the live trials (or leave them, detached); save."""
+        if interrupt.detach() or not self.live:
+            self.save_now()
+            return RunInterrupted(
+                f"job {self.spec.name}: {len(self.live)} trials left running and recorded (--detach)"
+                if self.live
+                else f"job {self.spec.name}: no trial was running"
+            )
+        ids = sorted(self.live, key=lambda x: int(x) if x.isdigit() else 0)
+        self.record.interrupted = sorted(set(self.record.interrupted) | set(ids))
+        self.save_now()  # on record before the signal: a resume relaunches them instead of taking their result
+        self.monitor.post_signals(ids, desired_training_pct=p.MIN_TRAINING_STEP_PCT)
+        deadline = self.clock() + self.settings.stop_grace_secs
+        cancelled = False
+        while self.live:
+            self.poll_trials()
+            if not self.live:
+                break
+            if self.clock() >= deadline and not cancelled:
+                for handle in self.live.values():
+                    self.runner.cancel(handle, grace_secs=self.settings.cancel_grace_secs)
+                cancelled = True
+            time.sleep(min(self.settings.poll_interval_secs, 0.2))
+        self.save_now()
+        return RunInterrupted(f"job {self.spec.name}: {len(ids)} running trials were told to stop")
 
     def enforce_stop_deadline(self) -> None:
         if self.stop_deadline is None or self.clock() < self.stop_deadline or not self.live:
@@ -487,10 +555,13 @@ def run_job(
     loop.post_initial_signals()
     loop.resume()
     poll_index = 0
+    nap = interrupt.interruptible_sleep(sleep)
     while True:
         snaps = loop.poll_trials()
         if poll_index == 0:
             loop.check_finished_results(snaps)
+        if interrupt.requested():
+            raise loop.interrupted()
         loop.enforce_stop_deadline()
         if lease is not None:
             lease.renew()  # the lease's own heartbeat; before the trials' beats (fencing)
@@ -513,10 +584,61 @@ def run_job(
             break
         poll_index += 1
         # A trial's end wakes the loop at once (its slot is refilled now, not at the next poll);
-        # an injected sleeper (tests on a fake clock) always sleeps.
+        # an injected sleeper (tests on a fake clock) always sleeps. Ctrl-C is seen after the wait
+        # (at most one poll interval), the plain sleep returns at once (interrupt.interruptible_sleep).
         woken = settings.wake_on_trial_end and sleep is time.sleep
         if not (woken and runner.wait_for_exit(settings.poll_interval_secs)):
-            sleep(settings.poll_interval_secs)
+            nap(settings.poll_interval_secs)
     record.finished = True
     loop.save_now()
     return loop.result(snaps)
+
+
+def retry_failed(record: JobRecord, *, log_dir: str) -> list[str]:
+    """Make every trial of ``record`` that did not succeed a new attempt (``--resume --retry-failed``).
+
+    The failed attempt's files are kept: its trial folder is copied to
+    ``<job_dir>/failed_attempts/<trial>_attempt_<k>/`` and then removed (so the new attempt
+    starts clean), its log is renamed ``trainer.attempt_<k>.log``; its failure and both
+    places are appended to ``TrialRecord.attempts``. The record becomes unfinished, with no
+    stop reason. The caller saves the state afterwards; a crash in between repeats the copy
+    (idempotent: an existing copy is overwritten with the same bytes, nothing is lost).
+
+    Returns:
+        The ids of the trials made new attempts (in record order).
+    """
+    from proxy_task_utils.storage import open_storage
+
+    storage = open_storage(record.job_dir_uri)
+    again: list[str] = []
+    for t in record.retryable():
+        k = len(t.attempts) + 1
+        aside = f"{ATTEMPTS_DIR}/{t.trial_id}_attempt_{k}"
+        for info in storage.list(f"{t.trial_id}/"):
+            data, _ = storage.read(info.name)
+            storage.write(f"{aside}/{info.name.split('/', 1)[1]}", data)
+        for info in storage.list(f"{t.trial_id}/"):
+            storage.delete(info.name)
+        log = os.path.join(log_dir, t.trial_id, "trainer.log")
+        kept_log = os.path.join(log_dir, t.trial_id, f"trainer.attempt_{k}.log")
+        if os.path.exists(log):
+            os.replace(log, kept_log)
+        t.attempts.append({
+            "attempt": k, "state": t.state.value, "exit_code": t.exit_code,
+            "failure": None if t.failure is None else t.failure.to_dict(),
+            "files": storage.child_uri(aside), "log": kept_log if os.path.exists(kept_log) else "",
+        })  # fmt: skip
+        t.state, t.launch_token, t.handle, t.exit_code, t.failure, t.launches = (
+            TrialState.PENDING,
+            None,
+            None,
+            None,
+            None,
+            0,
+        )
+        again.append(t.trial_id)
+    if again:
+        record.finished = False
+        record.stop_reason = None
+        record.stopped_trials = []
+    return again

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from controllers.units import human_duration
+
 if TYPE_CHECKING:
     from controllers.engine.records import JobView
 
@@ -60,7 +62,8 @@ class LogProgress(Progress):
         counts, _ = _summary(view)
         if counts != self._last:
             self._last = counts
-            logger.info("%s: %s", view.name, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            states = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            logger.info("%s: %s (%s)", view.name, states, human_duration(view.elapsed_secs))
 
     def message(self, text: str) -> None:
         logger.info("%s", text)
@@ -81,7 +84,8 @@ class RichProgress(Progress):
         from rich.table import Table
 
         counts, rows = _summary(view)
-        table = Table(title=f"{view.name}  ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})")
+        states = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        table = Table(title=f"{view.name}  ({states}; {human_duration(view.elapsed_secs)})")
         for col in ("trial", "state", "last %", "accuracy"):
             table.add_column(col)
         for row in rows:

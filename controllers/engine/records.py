@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,9 @@ __all__ = [
     "job_dir_uri",
     "build_argv",
     "classify_failure",
+    "trial_ranges",
+    "failure_summary",
+    "TAIL_LINES",
 ]
 
 #: A job folder is ``<controller_dir>/<job_name>/nas/search`` (reference regex ``.*nas/search/\d+``).
@@ -192,21 +195,77 @@ ADVICE: dict[FailureKind, str] = {
 }
 
 
+#: How many last log lines a failure keeps and a diagnosis shows.
+TAIL_LINES = 12
+
+
 @dataclass
 class Failure:
-    """A classified failure: kind, one-line message, advice, and the last log lines."""
+    """A classified failure: kind, one-line message, advice, the last log lines and the log's path."""
 
     kind: FailureKind
     message: str
     advice: str = ""
     log_tail: str = ""
+    log_path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind.value, "message": self.message, "advice": self.advice, "log_tail": self.log_tail}
+        return {"kind": self.kind.value, "message": self.message, "advice": self.advice, "log_tail": self.log_tail,
+                "log_path": self.log_path}  # fmt: skip
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Failure:
-        return cls(FailureKind(obj["kind"]), obj.get("message", ""), obj.get("advice", ""), obj.get("log_tail", ""))
+        return cls(FailureKind(obj["kind"]), obj.get("message", ""), obj.get("advice", ""), obj.get("log_tail", ""),
+                   obj.get("log_path", ""))  # fmt: skip
+
+
+def trial_ranges(trial_ids: Sequence[str]) -> str:
+    """``["1", "2", "3", "7"]`` -> ``"1-3, 7"`` (numeric ids in order; others listed as they are)."""
+    nums = sorted({int(t) for t in trial_ids if str(t).isdigit()})
+    others = [str(t) for t in trial_ids if not str(t).isdigit()]
+    parts: list[str] = []
+    i = 0
+    while i < len(nums):
+        j = i
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        parts.append(str(nums[i]) if i == j else f"{nums[i]}-{nums[j]}")
+        i = j + 1
+    return ", ".join(parts + others)
+
+
+def failure_summary(failures: Mapping[str, Failure | Mapping[str, Any]], *, total: int, what: str,
+                    allowed: float | None = None) -> str:  # fmt: skip
+    """The diagnosis of failed trials: per cause the trials, the message and the advice, then the
+    last log lines of one failed trial and the path of its log.
+
+    ``failures`` maps trial id -> :class:`Failure` (or its ``to_dict()``). ``allowed`` (a ratio)
+    is named in the first line when given. Pure; an empty mapping gives one line.
+    """
+    items = {str(t): (f if isinstance(f, Failure) else Failure.from_dict(dict(f))) for t, f in failures.items()}
+    head = f"{len(items)} of {total} trials of {what} failed"
+    if allowed is not None:
+        head += f" (more than the {allowed:.0%} allowed)"
+    lines = [head + (":" if items else "")]
+    by_kind: dict[FailureKind, list[str]] = {}
+    for tid, f in items.items():
+        by_kind.setdefault(f.kind, []).append(tid)
+    for kind, tids in sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0].value)):
+        first = items[tids[0]]
+        lines.append(f"  {kind.value}: trial{'s' if len(tids) > 1 else ''} {trial_ranges(tids)}: {first.message}")
+        if first.advice:
+            lines.append(f"    what to do: {first.advice}")
+    shown = next((tid for tid, f in items.items() if f.log_tail.strip()), next(iter(items), None))
+    if shown is not None:
+        f = items[shown]
+        tail = [line for line in f.log_tail.splitlines() if line.strip()][-TAIL_LINES:]
+        where = f.log_path or "log path not recorded"
+        if tail:
+            lines.append(f"  last log lines of trial {shown} ({where}):")
+            lines += [f"    | {line}" for line in tail]
+        else:
+            lines.append(f"  trial {shown} wrote no log lines ({where})")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -219,8 +278,10 @@ class TrialRecord:
     handle: dict[str, Any] | None = None
     exit_code: int | None = None
     failure: Failure | None = None
-    launches: int = 0  # how many times a launch was attempted (must end at most 1 + relaunches)
-    relaunches: int = 0  # new attempts after the trial died with its machine (never a duplicate)
+    launches: int = 0  # launches of the current attempt (must end at most 1 + relaunches)
+    relaunches: int = 0  # launches again after the trial died with its machine (never a duplicate)
+    #: earlier attempts that failed (``--retry-failed``): their failure and where their files were kept
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -232,6 +293,7 @@ class TrialRecord:
             "failure": None if self.failure is None else self.failure.to_dict(),
             "launches": self.launches,
             "relaunches": self.relaunches,
+            "attempts": list(self.attempts),
         }
 
     @classmethod
@@ -245,6 +307,7 @@ class TrialRecord:
             failure=None if obj.get("failure") is None else Failure.from_dict(obj["failure"]),
             launches=int(obj.get("launches", 0)),
             relaunches=int(obj.get("relaunches", 0)),
+            attempts=list(obj.get("attempts") or []),
         )
 
 
@@ -257,6 +320,8 @@ class JobRecord:
     trials: list[TrialRecord]
     stop_reason: str | None = None  # set (and persisted) before 0.0 is posted
     finished: bool = False
+    stopped_trials: list[str] = field(default_factory=list)  # still open when "stop now" was posted
+    interrupted: list[str] = field(default_factory=list)  # told to stop by Ctrl-C: launched again on resume
 
     @classmethod
     def create(cls, name: str, job_dir_uri: str, trial_ids: Sequence[str]) -> JobRecord:
@@ -268,6 +333,17 @@ class JobRecord:
                 return t
         raise KeyError(f"job {self.name!r} has no trial {trial_id!r}")
 
+    def retryable(self) -> list[TrialRecord]:
+        """Trials that did not finish their training: failed, cancelled, skipped after a stop, or
+        stopped early by "stop now" (they exit as succeeded, but short)."""
+        short = set(self.stopped_trials)
+        return [
+            t
+            for t in self.trials
+            if t.state in (TrialState.FAILED, TrialState.CANCELLED, TrialState.SKIPPED)
+            or (t.state is TrialState.SUCCEEDED and t.trial_id in short)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -275,6 +351,8 @@ class JobRecord:
             "trials": [t.to_dict() for t in self.trials],
             "stop_reason": self.stop_reason,
             "finished": self.finished,
+            "stopped_trials": list(self.stopped_trials),
+            "interrupted": list(self.interrupted),
         }
 
     @classmethod
@@ -285,6 +363,8 @@ class JobRecord:
             trials=[TrialRecord.from_dict(t) for t in obj["trials"]],
             stop_reason=obj.get("stop_reason"),
             finished=bool(obj.get("finished", False)),
+            stopped_trials=[str(t) for t in obj.get("stopped_trials") or []],
+            interrupted=[str(t) for t in obj.get("interrupted") or []],
         )
 
 

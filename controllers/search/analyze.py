@@ -21,7 +21,8 @@ from controllers.search.reference import (
     reference_from_model_selection,
 )
 from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE
-from controllers.search.step_stats import StepStats, TrialCurve, compute_step_stats
+from controllers.search.step_stats import HoldSettings, StepStats, TrialCurve, compute_step_stats
+from controllers.stats import StepSeries, decide_stop
 from proxy_task_utils import protocol
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import open_storage
@@ -52,7 +53,22 @@ class Analysis:
         }
 
 
-def _series(stats: StepStats, method: str, targets: Sequence[float] = ()) -> dict[str, Any]:
+def _reaches(stats: StepStats, method: str, target: float) -> int | None:
+    """First step at which the search's default rule would stop for ``target``: a spike is not a crossing."""
+    series = stats.series(method, settled_only=False)
+    steps = list(series.training_steps)
+    hours = [float(s) if h is None else h for s, h in zip(steps, series.median_hours)]  # no time: steps order it
+    d = decide_stop(
+        StepSeries(steps, series.correlation, series.ci_low, series.median_accuracy, hours, series.hold_prob),
+        desired_correlation=target,
+        stop_rule="retrain",
+    )
+    return None if d.crossing is None else steps[d.crossing.index]
+
+
+def _series(
+    stats: StepStats, method: str, targets: Sequence[float] = (), held: dict[float, StepStats] | None = None
+) -> dict[str, Any]:
     corr = stats.correlations[method]
     other = "kendall" if method == "spearman" else "spearman"
     out: dict[str, Any] = {
@@ -65,11 +81,15 @@ def _series(stats: StepStats, method: str, targets: Sequence[float] = ()) -> dic
         "p_value": [c.p_value for c in corr],
         other: [c.coefficient for c in stats.correlations[other]],
     }
-    first = {}
+    first, point = {}, {}
     for t in targets:
         idx = next((i for i, c in enumerate(corr) if c.coefficient is not None and c.coefficient >= t), None)
-        first[str(t)] = None if idx is None else stats.training_steps[idx]
-    out["first_step_reaching"] = first
+        point[str(t)] = None if idx is None else stats.training_steps[idx]
+        if held is not None and t in held:
+            first[str(t)] = _reaches(held[t], method, t)
+            out.setdefault("hold_prob", {})[str(t)] = held[t].hold_prob[method]
+    out["first_step_reaching"] = first if held is not None else point
+    out["first_point_crossing"] = point
     return out
 
 
@@ -84,13 +104,19 @@ def analyze_curves(
     min_valid_ratio: float = 0.7,
     seconds_per_step: Sequence[float | None] | None = None,
 ) -> dict[str, Any]:
-    """Correlation vs step of recorded curves against ``reference`` (pure)."""
+    """Correlation vs step of recorded curves against ``reference`` (pure).
+
+    ``first_step_reaching`` applies the search's default rule (``retrain``, noise from the curves'
+    roughness, confirmed over consecutive evaluations): a one-off spike is not a crossing.
+    ``first_point_crossing`` is the first step whose point correlation reaches each target.
+    """
     secs = seconds_per_step or [None] * len(curves)
     tc = [TrialCurve(tuple(c), s, True) for c, s in zip(curves, secs)]
-    stats = compute_step_stats(
-        tc, reference, n_bootstrap=n_bootstrap, min_pairs=min_pairs, min_valid_ratio=min_valid_ratio
-    )
-    return _series(stats, method, targets)
+    cache: dict[tuple, Any] = {}
+    options = {"n_bootstrap": n_bootstrap, "min_pairs": min_pairs, "min_valid_ratio": min_valid_ratio, "cache": cache}
+    stats = compute_step_stats(tc, reference, **options)
+    held = {t: compute_step_stats(tc, reference, hold=HoldSettings(float(t)), **options) for t in targets}
+    return _series(stats, method, targets, held)
 
 
 def _read_curves(job_dir: str, ids: Sequence[str]) -> tuple[list[list[tuple[int, float]]], list[float | None]]:
@@ -194,7 +220,10 @@ def format_table(analysis: Analysis, *, max_rows: int = 30) -> str:
                 f"{f(s['ci_low'][i])} {f(s['ci_high'][i])} {s['n'][i]:>3}"
             )
         reach = ", ".join(f">= {t}: step {v}" for t, v in s["first_step_reaching"].items())
-        lines.append(f"first step reaching {reach}")
+        lines.append(f"first step reaching (holds under retraining noise, confirmed) {reach}")
+        if s.get("first_point_crossing") and s["first_point_crossing"] != s["first_step_reaching"]:
+            spikes = ", ".join(f">= {t}: step {v}" for t, v in s["first_point_crossing"].items())
+            lines.append(f"first point crossing (may be a spike) {spikes}")
     for note in analysis.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from controllers.config import NAME_MAX_LENGTH, NAME_PATTERN, ControllerConfig, StrictModel
+from controllers.stats import DEFAULT_CONFIRM, DEFAULT_FALSE_PASS_RATE
 
 __all__ = ["ReferenceConfig", "GridDimension", "ProxyTasksConfig", "NoiseConfig", "SearchConfig"]
 
@@ -97,7 +98,13 @@ class SearchConfig(ControllerConfig):
     reference: ReferenceConfig
     proxy_tasks: ProxyTasksConfig
     correlation: Literal["spearman", "kendall"] = "spearman"
-    stop_rule: Literal["point", "lower_bound"] = "point"
+    # retrain (default): the correlation must hold under retraining noise with at most a
+    # false_pass_rate chance of being wrong, on confirm_evaluations evaluations in a row; chosen
+    # by bench/decision_quality.py. point (the reference's) and lower_bound stay available.
+    stop_rule: Literal["point", "lower_bound", "retrain"] = "retrain"
+    false_pass_rate: float = Field(default=DEFAULT_FALSE_PASS_RATE, gt=0, lt=1)
+    confirm_evaluations: int = Field(default=DEFAULT_CONFIRM, ge=1)
+    retrain_n_sim: int = Field(default=400, ge=10)
     desired_accuracy_correlation: float | None = Field(default=0.65, ge=-1, le=1)
     desired_accuracy: float | None = None
     training_time_hrs_limit: float | None = Field(default=3.0, ge=0)
@@ -110,8 +117,12 @@ class SearchConfig(ControllerConfig):
     noise: NoiseConfig | None = None
     plots: bool = True
     plot_interval_secs: float = Field(default=60.0, ge=0)  # redraw at most this often while monitoring
-    train_steps_arg: str = "train_steps"
-    decay_steps_arg: str = "decay_steps"
+    # a proxy whose trials all fail for one cause stops the search before the next proxy launches
+    # (the cause is likely the trainer, not the proxy); true goes on with the next proxy instead
+    continue_after_failed_proxy: bool = False
+    # older spellings of trainer.length_flag / trainer.decay_flag (in steps); prefer the trainer section
+    train_steps_arg: str | None = None
+    decay_steps_arg: str | None = None
 
     @model_validator(mode="after")
     def _some_rule(self) -> SearchConfig:

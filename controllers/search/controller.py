@@ -10,6 +10,7 @@ killed controller resumes finished, failed and in-flight proxy tasks without dup
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -27,14 +28,16 @@ from controllers.engine.jobs import (
     StopAll,
     TrialPlan,
     TrialState,
+    failure_summary,
     job_dir_uri,
+    retry_failed,
     run_job,
 )
 from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.session import controller_session
 from controllers.engine.state import StateFile
-from controllers.errors import SearchAborted
+from controllers.errors import RunInterrupted, SearchAborted
 from controllers.latency.mode import latency_workers, trial_latency
 from controllers.runners import Runner
 from controllers.search import evaluate as ev
@@ -53,9 +56,17 @@ from controllers.search.state import (
     ProxyTaskEntry,
     SearchState,
 )
-from controllers.search.step_stats import StepStats, compute_step_stats
+from controllers.search.step_stats import HoldSettings, StepStats, compute_step_stats
 from controllers.search.verdicts import SeedNoise, Verdict, ceiling_verdict, closeness_to_ceiling, read_seed_noise
-from controllers.stats import SUCCESSFUL_STATES, Ceiling, StopDecision, best_proxy
+from controllers.stats import (
+    SUCCESSFUL_STATES,
+    Ceiling,
+    StopDecision,
+    best_proxy,
+    check_same_scale,
+    degenerate_scores,
+    score_scale,
+)
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import Storage, open_storage
 
@@ -95,6 +106,7 @@ class SearchController:
         config: SearchConfig,
         *,
         resume: bool = False,
+        retry_failed: bool = False,
         runner: Runner | None = None,
         progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -102,6 +114,7 @@ class SearchController:
     ) -> None:
         self.config = config
         self.resume = resume
+        self.retry = retry_failed
         self.storage: Storage = open_storage(config.controller_dir)
         self.runner = runner
         self.progress = progress or NullProgress()
@@ -119,8 +132,12 @@ class SearchController:
             early_stop_if_not_best=config.early_stop_proxy_task_if_not_best,
             stop_rule=config.stop_rule,
             method=config.correlation,
+            false_pass_rate=config.false_pass_rate,
+            confirm=config.confirm_evaluations,
         )
+        self.seed_noise: SeedNoise | None = None
         self._lease: Lease | None = None
+        self.seed_std: float | None = None
 
     # -- state ----------------------------------------------------------------------------
 
@@ -153,11 +170,18 @@ class SearchController:
             "min_valid_ratio": self.config.min_valid_ratio,
             "bootstrap_resamples": self.config.bootstrap_resamples,
             "confidence": self.config.confidence,
-            "train_steps_arg": self.config.train_steps_arg,
-            "decay_steps_arg": self.config.decay_steps_arg,
+            "length": self._length_settings(),
             "base_args": dict(self.config.trainer.args),
             "latency_mode": self.config.latency.mode,
         }
+
+    def _length_settings(self) -> dict[str, Any]:
+        length = self.config.trainer.length_settings()
+        if length["flag"] is None and self.config.train_steps_arg:
+            length.update(flag=self.config.train_steps_arg, unit="steps")
+        if length["decay_flag"] is None and self.config.decay_steps_arg:
+            length.update(decay_flag=self.config.decay_steps_arg, decay_unit="steps")
+        return length
 
     def _prepare_reference(self) -> None:
         if self.state.reference:  # resume: the recorded scores decided earlier proxies; keep them
@@ -165,6 +189,12 @@ class SearchController:
         else:
             self.reference = load_reference(self.config)
             self._read_reference_latencies(self.reference)
+            unknown = [t for i, t in enumerate(self.reference.trial_ids) if self.reference.architecture(i) is None]
+            if unknown:
+                self.reference.warnings.append(
+                    f"reference trials {', '.join(unknown)}: no architecture recorded (no nas_params_str.json): "
+                    "their proxy trials get only the re-training flags, so a trainer must read those"
+                )
             self.state.reference = self.reference.to_dict()
             for w in self.reference.warnings:
                 self.state.warn(w)
@@ -192,6 +222,34 @@ class SearchController:
         assert self.reference is not None
         return self.reference.has_latency(min_pairs=self.config.min_pairs)
 
+    def _check_variance_scale(self, variance_dir: str) -> None:
+        """The variance copies' scores and the reference scores must share a scale (the ceiling compares them)."""
+        from controllers.search.state import read_folder_json
+        from controllers.variance.controller import VARIANCE_RESULT_FILE
+
+        assert self.reference is not None
+        obj, path = read_folder_json(open_storage(variance_dir), VARIANCE_RESULT_FILE, missing="finish the variance "
+                                     "measurement or give noise.seed_std (noise.variance_dir)")  # fmt: skip
+        finals = obj.get("final_accuracies")
+        copies = [v for v in finals.values() if isinstance(v, (int, float))] if isinstance(finals, dict) else []
+        problem = check_same_scale(
+            self.reference.accuracies, f"the reference ({self.reference.source})", copies, f"the seed noise ({path})"
+        )
+        if problem:
+            raise ConfigurationError(problem)
+
+    def _check_reference_scores(self) -> None:
+        """Reference scores that cannot be ranked stop the search before any money is spent."""
+        assert self.reference is not None
+        check = degenerate_scores(self.reference.accuracies, what="reference models", seed_std=self.seed_std,
+                                  chance=self.config.chance_accuracy)  # fmt: skip
+        if check is None:
+            return
+        self.state.status = "aborted"
+        self.state.abort_reason = f"{check.reason} (reference: {self.reference.source})"
+        self.save()
+        raise SearchAborted(self.state.abort_reason)
+
     def _prepare_noise(self) -> Verdict | None:
         noise_cfg = self.config.noise
         if noise_cfg is None:
@@ -201,9 +259,17 @@ class SearchController:
         mean = sum(valid) / len(valid) if valid else None
         if noise_cfg.seed_std is not None:
             noise = SeedNoise(noise_cfg.seed_std, "noise.seed_std in the config")
+            if score_scale(valid) == "fraction" and noise.seed_std > 1.0:
+                raise ConfigurationError(
+                    f"noise.seed_std {noise.seed_std:g} is in percent but the reference ({self.reference.source}) "
+                    "is in fractions: put both on one scale before comparing them"
+                )
         else:
             assert noise_cfg.variance_dir is not None
+            self._check_variance_scale(noise_cfg.variance_dir)
             noise = read_seed_noise(noise_cfg.variance_dir, reference_mean=mean)
+        self.seed_noise = noise
+        self.seed_std = noise.seed_std
         verdict = ceiling_verdict(
             self.reference.accuracies,
             noise,
@@ -243,6 +309,14 @@ class SearchController:
         verdict = self._prepare_noise()
         configs = load_proxy_configs(self.config)
         self._register(configs)
+        if self.retry:
+            self._retry_failed()
+        if self.state.status == "aborted":
+            raise SearchAborted(
+                f"{self.state.abort_reason}\n(recorded in {self.state_file.uri}; "
+                "add --retry-failed to relaunch the failed trials)"
+            )
+        self.state.status = "running"
         self.save()
         if (
             verdict is not None
@@ -251,19 +325,77 @@ class SearchController:
             and self.config.noise.abort_if_unreachable
         ):
             raise SearchAborted(verdict.message)
-        with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
-            for cfg in configs:
-                entry = self.state.proxy_tasks_map[cfg.name]
-                if entry.status == DONE:
-                    logger.info(
-                        "proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state
-                    )
-                    continue
-                self._evaluate(cfg, entry)
+        self._check_reference_scores()
+        try:
+            with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
+                for cfg in configs:
+                    entry = self.state.proxy_tasks_map[cfg.name]
+                    if entry.status == DONE:
+                        logger.info(
+                            "proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state
+                        )
+                        continue
+                    self._evaluate(cfg, entry)
+                    self._abort_if_all_failed(entry, [c.name for c in configs[configs.index(cfg) + 1 :]])
+        except RunInterrupted:
+            self.state.status = "interrupted"
+            self.save()
+            raise
         self._update_best()
         self.state.finished = True
+        self.state.status = "done"
         self.save()
         return self.state
+
+    def _abort_if_all_failed(self, entry: ProxyTaskEntry, remaining: list[str]) -> None:
+        """Every trial of the proxy failed for one cause: likely the trainer, so stop before the next proxy."""
+        n = self.reference.num_trials if self.reference else 0
+        kinds = {f.get("kind") for f in entry.failures.values()}
+        job = entry.job or {}
+        stopped = set(job.get("stopped_trials") or [])
+        # no trial finished on its own: each failed, or was stopped (or never launched) once the proxy failed
+        finished = [t for t in job.get("trials", []) if t.get("state") == TrialState.SUCCEEDED.value
+                    and t.get("trial_id") not in stopped]  # fmt: skip
+        if (
+            entry.proxy_task_stats.stopping_state != JOB_FAILED
+            or not entry.failures
+            or finished
+            or len(kinds) != 1
+            or self.config.continue_after_failed_proxy
+        ):
+            return
+        rest = f"the remaining proxies ({', '.join(remaining)}) were not launched" if remaining else "no proxy left"
+        self.state.status = "aborted"
+        self.state.abort_reason = (
+            failure_summary(entry.failures, total=n, what=f"proxy task {entry.proxy_task_name}")
+            + f"\nall failed for one cause, so {rest}: fix the trainer, then --resume --retry-failed "
+            "(or set continue_after_failed_proxy: true to go on with the next proxy)"
+        )
+        self.save()
+        raise SearchAborted(self.state.abort_reason)
+
+    def _retry_failed(self) -> None:
+        """``--retry-failed``: proxies with failed trials run those again as new attempts."""
+        log_dir = self.config.runner.log_dir_for(self.storage.uri)
+        for entry in self.state.ordered_entries():
+            if entry.job is None or not entry.failures or entry.proxy_task_stats.stopping_state != JOB_FAILED:
+                continue  # a proxy decided on its scores keeps its verdict
+            record = JobRecord.from_dict(entry.job)
+            again = retry_failed(record, log_dir=f"{log_dir}/{record.name}")
+            if not again:
+                continue
+            entry.job = record.to_dict()
+            entry.log_decision({"poll": None, "retry": again, "previous_state": entry.proxy_task_stats.stopping_state,
+                                "previous_reason": entry.stop_reason})  # fmt: skip
+            s = entry.proxy_task_stats
+            s.stopping_state, s.posted_stop_trials_message = "", False
+            s.final_training_time_in_hours = s.final_training_steps = None
+            entry.stop_reason, entry.crossing, entry.failures, entry.num_failed_trials = "", None, {}, 0
+            entry.status = RUNNING
+            self.progress.message(f"proxy task {entry.proxy_task_name}: retrying trials {', '.join(again)}")
+        self.state.abort_reason = ""
+        self.state.status = "running"
+        self.state.finished = all(e.status == DONE for e in self.state.proxy_tasks_map.values())
 
     def _register(self, configs: list[ProxyTaskConfig]) -> None:
         """Adds new configs to the map (a grown list on resume); recorded ones are kept as recorded."""
@@ -289,10 +421,7 @@ class SearchController:
         return self.state.proxy_tasks_map[best].proxy_task_stats.final_training_time_in_hours
 
     def _update_best(self) -> str:
-        outcomes = [
-            (e.proxy_task_name, e.succeeded, e.proxy_task_stats.final_training_time_in_hours, e.order_index)
-            for e in self.state.ordered_entries()
-        ]
+        outcomes = [ev.proxy_outcome(e) for e in self.state.ordered_entries()]
         self.state.best_proxy_task_name = best_proxy(outcomes) or ""
         return self.state.best_proxy_task_name
 
@@ -302,17 +431,24 @@ class SearchController:
         assert self.reference is not None
         trainer = self.config.trainer
         flags = [(k, str(v)) for k, v in cfg.args.items()]
-        flags += [
+        retrain = (
             ("retrain_search_job_dir", self.reference.job_dir),
             ("retrain_search_job_trials", ",".join(self.reference.trial_ids)),
-        ]
+        )
+
+        def plan(trial_id: str) -> TrialPlan:
+            # a README trainer reads --nas_params_str, a reference trainer the re-training flags
+            arch = self.reference.architecture(int(trial_id) - 1) if self.reference else None
+            own = (("nas_params_str", json.dumps(arch)),) if arch is not None else ()
+            return TrialPlan(trial_id, flags=own + tuple(flags) + retrain)
+
         log_dir = self.config.runner.log_dir_for(self.storage.uri)
         return JobSpec(
             name=record.name,
             job_dir_uri=record.job_dir_uri,
             log_dir=f"{log_dir}/{record.name}",
             trainer_command=tuple(trainer.command),
-            trials=tuple(TrialPlan(t.trial_id, flags=tuple(flags)) for t in record.trials),
+            trials=tuple(plan(t.trial_id) for t in record.trials),
             desired_training_pct=None,
             max_training_time_in_hrs=self.config.training_time_hrs_limit,
             env=tuple(trainer.env.items()),
@@ -367,8 +503,20 @@ class SearchController:
     def _stats(self, run: _Run, metrics: list[Any], ended: list[bool]) -> StepStats:
         assert self.reference is not None
         cfg = self.config
+        ev.record_time_anchors(run.entry.time_anchors, metrics)
+        target = cfg.desired_accuracy_correlation
+        hold = None
+        if target is not None:
+            noise = self.seed_noise
+            hold = HoldSettings(
+                target,
+                None if noise is None else noise.seed_std,
+                n_sim=cfg.retrain_n_sim,
+                seed=cfg.seed,
+                seed_source="" if noise is None else noise.source,
+            )
         return compute_step_stats(
-            ev.curves_from_metrics(metrics, ended),
+            ev.curves_from_metrics(metrics, ended, run.entry.time_anchors),
             self.reference.accuracies,
             min_pairs=cfg.min_pairs,
             min_valid_ratio=cfg.min_valid_ratio,
@@ -376,12 +524,19 @@ class SearchController:
             confidence=cfg.confidence,
             seed=cfg.seed,
             cache=run.cache,
+            hold=hold,
         )
 
     def _too_many_failures(self, failed: int) -> bool:
         n = self.reference.num_trials if self.reference else 0
         need = max(self.config.min_pairs, math.ceil(self.config.min_valid_ratio * n - 1e-9))
         return n - failed < need
+
+    def _failure_reason(self, entry: ProxyTaskEntry, failures: dict[str, Any]) -> str:
+        n = self.reference.num_trials if self.reference else 0
+        return "too few trials left for a valid correlation: " + failure_summary(
+            failures, total=n, what=f"proxy task {entry.proxy_task_name}"
+        )
 
     def _apply_decision(self, entry: ProxyTaskEntry, decision: StopDecision) -> None:
         s = entry.proxy_task_stats
@@ -417,7 +572,7 @@ class SearchController:
             and self._too_many_failures(entry.num_failed_trials)
         ):
             entry.proxy_task_stats.stopping_state = JOB_FAILED
-            entry.stop_reason = f"{entry.num_failed_trials} trials failed: too few left for a valid correlation"
+            entry.stop_reason = self._failure_reason(entry, view.failures)
             entry.log_decision(
                 {"poll": view.poll_index, "stop": True, "state": JOB_FAILED, "reason": entry.stop_reason}
             )
@@ -456,8 +611,24 @@ class SearchController:
         stats = self._stats(run, metrics, [True] * len(metrics))
         ev.fill_step_stats(entry, stats, self.targets.method)
         entry.cost_trial_hours = ev.cost_trial_hours(metrics)
+        cost = ev.cost_per_step(metrics, entry.time_anchors)
+        entry.cost_per_step = None if cost is None else cost.to_dict()
         entry.failures = {t.trial_id: t.failure.to_dict() for t in result.trials if t.failure is not None}
         entry.num_failed_trials = len(result.failed)
+        assert self.reference is not None
+        problem = check_same_scale(
+            self.reference.accuracies, f"the reference ({self.reference.source})",
+            [m.final_accuracy if m is not None else None for m in metrics],
+            f"the trial scores of proxy task {entry.proxy_task_name}",
+        )  # fmt: skip
+        if problem:  # a correlation would not care, but every accuracy target and cost comparison would be wrong
+            entry.status, entry.stop_reason = DONE, problem
+            entry.job = run.record.to_dict()
+            self.state.status, self.state.abort_reason = "aborted", problem
+            self.save()
+            raise SearchAborted(problem)
+        if s.stopping_state == JOB_FAILED:  # decided while monitoring: name every failure now
+            entry.stop_reason = self._failure_reason(entry, entry.failures)
         if not s.stopping_state:
             decision = ev.decide(stats, self.targets, best_hours)
             entry.log_decision(ev.decision_record(stats, self.targets, best_hours, decision, poll=None))
@@ -465,7 +636,9 @@ class SearchController:
                 self._apply_decision(entry, decision)
             elif self._too_many_failures(entry.num_failed_trials):
                 s.stopping_state = JOB_FAILED
-                entry.stop_reason = f"{entry.num_failed_trials} trials failed: too few left for a valid correlation"
+                entry.stop_reason = self._failure_reason(
+                    entry, {t.trial_id: t.failure for t in result.failed if t.failure}
+                )
             else:
                 s.stopping_state = RAN_TILL_COMPLETION
                 entry.stop_reason = decision.reason
@@ -558,13 +731,23 @@ class SearchController:
             )
         except Exception as exc:  # a plot must never stop the search
             logger.warning("could not draw plots of %s: %s", entry.proxy_task_name, exc)
+        try:  # TensorBoard scalars of the saved entry (controllers.tensorboard)
+            from controllers.tensorboard import write_proxy_scalars
+
+            write_proxy_scalars(self.storage, entry)
+        except ImportError as exc:  # tensorboard is an optional extra
+            logger.debug("no TensorBoard scalars: %s", exc)
+        except Exception as exc:  # nor may the scalars
+            logger.warning("could not write TensorBoard scalars of %s: %s", entry.proxy_task_name, exc)
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
-def run_search(config: Any, *, resume: bool = False, write_report: bool = True, **options: Any) -> Any:
+def run_search(
+    config: Any, *, resume: bool = False, retry_failed: bool = False, write_report: bool = True, **options: Any
+) -> Any:
     """Runs (or resumes) a search and writes the report; returns the final ``SearchState``.
 
     Args:
@@ -579,7 +762,7 @@ def run_search(config: Any, *, resume: bool = False, write_report: bool = True, 
 
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config, SearchConfig)
-    state = SearchController(config, resume=resume, **options).run()
+    state = SearchController(config, resume=resume, retry_failed=retry_failed, **options).run()
     if write_report:
         _write_report(config.controller_dir)
     return state

@@ -16,12 +16,25 @@ from controllers.search.state import (
     ProxyTaskEntry,
 )
 from controllers.search.step_stats import StepStats, TrialCurve
-from controllers.stats import Correlation, StopDecision, both_correlations, decide_stop
+from controllers.stats import (
+    DEFAULT_CONFIRM,
+    DEFAULT_FALSE_PASS_RATE,
+    Correlation,
+    ProxyOutcome,
+    StopDecision,
+    both_correlations,
+    decide_stop,
+)
 from proxy_task_utils import protocol
 
 __all__ = [
     "Targets",
+    "TimeAnchors",
+    "record_time_anchors",
+    "cost_per_step",
+    "CostPerStep",
     "curves_from_metrics",
+    "proxy_outcome",
     "cost_trial_hours",
     "fill_step_stats",
     "decide",
@@ -42,9 +55,13 @@ class Targets:
     early_stop_if_not_best: bool
     stop_rule: str
     method: str
+    false_pass_rate: float = DEFAULT_FALSE_PASS_RATE
+    confirm: int = DEFAULT_CONFIRM
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "false_pass_rate": self.false_pass_rate,
+            "confirm_evaluations": self.confirm,
             "desired_accuracy_correlation": self.desired_correlation,
             "desired_accuracy": self.desired_accuracy,
             "training_time_hrs_limit": self.training_time_hrs_limit,
@@ -55,18 +72,119 @@ class Targets:
         }
 
 
+#: Per trial (by position in reference order): ``[step, cumulative training seconds]`` pairs.
+TimeAnchors = list[list[list[float]]]
+
+
+def record_time_anchors(anchors: TimeAnchors, metrics: Sequence[protocol.TrialTrainingMetrics | None]) -> bool:
+    """Adds what each trial's file says now: its last entry's step and its total training seconds.
+
+    The wire format keeps only the running total, so the time *at* each step is what the total
+    was when that step was the last one: one anchor per change the monitor saw. Between anchors,
+    time is interpolated (``controllers.stats.seconds_at_step``). A step seen again (a restarted
+    trial) keeps its latest total. Returns whether anything was added (``anchors`` is changed in
+    place and grown to ``len(metrics)``).
+    """
+    while len(anchors) < len(metrics):
+        anchors.append([])
+    changed = False
+    for k, m in enumerate(metrics):
+        if m is None or not m.training_accuracy_over_steps:
+            continue
+        point = [
+            float(m.training_accuracy_over_steps[-1].training_step),
+            float(m.training_time.total_training_time_in_secs),
+        ]
+        trial = anchors[k]
+        if trial and trial[-1][0] == point[0]:
+            if trial[-1][1] != point[1]:
+                trial[-1] = point
+                changed = True
+            continue
+        trial[:] = [a for a in trial if a[0] != point[0]] + [point]
+        trial.sort(key=lambda a: a[0])
+        changed = True
+    return changed
+
+
+def proxy_outcome(entry: ProxyTaskEntry) -> ProxyOutcome:
+    """What :func:`controllers.stats.best_proxy` ranks: hours, steps and the cost spread of a proxy."""
+    s = entry.proxy_task_stats
+    spread = 0.0
+    cost = entry.cost_per_step
+    if cost and cost.get("median"):
+        spread = max(0.0, (float(cost["high"]) - float(cost["low"])) / (2.0 * float(cost["median"])))
+    return ProxyOutcome(
+        entry.proxy_task_name,
+        entry.succeeded,
+        s.final_training_time_in_hours,
+        entry.order_index,
+        s.final_training_steps,
+        spread,
+    )
+
+
 def curves_from_metrics(
-    metrics: Sequence[protocol.TrialTrainingMetrics | None], ended: Sequence[bool]
+    metrics: Sequence[protocol.TrialTrainingMetrics | None],
+    ended: Sequence[bool],
+    anchors: TimeAnchors | None = None,
 ) -> list[TrialCurve]:
-    """One :class:`TrialCurve` per trial (an absent record is an empty curve)."""
+    """One :class:`TrialCurve` per trial (an absent record is an empty curve), with its recorded times."""
     out = []
-    for m, done in zip(metrics, ended):
+    for k, (m, done) in enumerate(zip(metrics, ended)):
         if m is None:
             out.append(TrialCurve((), None, done))
             continue
         points = tuple((e.training_step, e.accuracy) for e in m.training_accuracy_over_steps)
-        out.append(TrialCurve(points, m.seconds_per_step, done))
+        times = tuple((int(a[0]), float(a[1])) for a in anchors[k]) if anchors and k < len(anchors) else ()
+        out.append(TrialCurve(points, m.seconds_per_step, done, times))
     return out
+
+
+@dataclass(frozen=True)
+class CostPerStep:
+    """A proxy's training seconds per step: the median over its trials, and the spread.
+
+    Attributes:
+        median: Median seconds per step.
+        low, high: 25th and 75th percentiles of the rates (over trials and over the intervals
+            between recorded times, so a load that changed during the run widens them).
+        rates: How many rates they come from.
+    """
+
+    median: float
+    low: float
+    high: float
+    rates: int
+
+    @property
+    def relative_spread(self) -> float:
+        """Half the interquartile range over the median (0 for a single rate)."""
+        return 0.0 if self.median <= 0 else (self.high - self.low) / (2.0 * self.median)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median": self.median, "low": self.low, "high": self.high, "rates": self.rates}
+
+
+def cost_per_step(
+    metrics: Sequence[protocol.TrialTrainingMetrics | None], anchors: TimeAnchors | None = None
+) -> CostPerStep | None:
+    """Seconds per step from every trial's recorded times (intervals between anchors), else its total."""
+    import numpy as np
+
+    rates: list[float] = []
+    for k, m in enumerate(metrics):
+        trial = anchors[k] if anchors and k < len(anchors) else []
+        pts = [(-1.0, 0.0), *((float(a[0]), float(a[1])) for a in trial)]
+        got = [(s1 - s0, t1 - t0) for (s0, t0), (s1, t1) in zip(pts, pts[1:]) if s1 > s0 and t1 >= t0]
+        if got:
+            rates += [dt / ds for ds, dt in got]
+        elif m is not None and m.seconds_per_step is not None:
+            rates.append(m.seconds_per_step)
+    if not rates:
+        return None
+    low, med, high = np.quantile(rates, [0.25, 0.5, 0.75])
+    return CostPerStep(float(med), float(low), float(high), len(rates))
 
 
 def cost_trial_hours(metrics: Sequence[protocol.TrialTrainingMetrics | None]) -> float:
@@ -86,6 +204,9 @@ def fill_step_stats(entry: ProxyTaskEntry, stats: StepStats, method: str) -> Non
     entry.correlation_over_step = {m: [c.to_dict() for c in cs] for m, cs in stats.correlations.items()}
     entry.settled_over_step = list(stats.settled)
     entry.best_correlation = stats.best_correlation(method)
+    entry.hold_prob_over_step = list(stats.hold_prob[method])
+    entry.noise_std_over_step = list(stats.noise_std)
+    entry.noise_source = stats.noise_source
 
 
 def decide(stats: StepStats, targets: Targets, best_hours: float | None) -> StopDecision:
@@ -98,6 +219,8 @@ def decide(stats: StepStats, targets: Targets, best_hours: float | None) -> Stop
         best_training_time_hrs=best_hours,
         early_stop_if_not_best=targets.early_stop_if_not_best,
         stop_rule=targets.stop_rule,  # type: ignore[arg-type]
+        false_pass_rate=targets.false_pass_rate,
+        confirm=targets.confirm,
     )
 
 
@@ -119,6 +242,8 @@ def decision_record(
             "ci_low": _opt(series.ci_low[-1]),
             "median_accuracy": _opt(series.median_accuracy[-1]),
             "median_hours": _opt(series.median_hours[-1]),
+            "hold_prob": None if series.hold_prob is None else _opt(series.hold_prob[-1]),
+            "noise_std": _opt(stats.noise_std[n - 1]) if len(stats.noise_std) >= n else None,
         }
     record: dict[str, Any] = {
         "poll": poll,
@@ -140,6 +265,7 @@ def decision_record(
             "correlation": corr.to_dict(),
             "median_accuracy": stats.median_accuracy[i],
             "median_hours": stats.median_hours[i],
+            "hold_prob": stats.hold_prob[targets.method][i] if i < len(stats.hold_prob[targets.method]) else None,
         }
     return record
 

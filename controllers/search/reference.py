@@ -57,6 +57,8 @@ class ReferenceModels:
         source: Human-readable origin, for reports.
         warnings: Problems met while reading (unreadable files, incomplete trials).
         curves: Per trial, the recorded ``(training_step, accuracy)`` pairs (for analysis).
+        architectures: Per trial, the architecture (sent to proxy trials as ``--nas_params_str``);
+            ``None`` when unknown (its proxy trials get only the re-training flags, with a warning).
     """
 
     job_dir: str
@@ -68,6 +70,11 @@ class ReferenceModels:
     source: str
     warnings: list[str] = field(default_factory=list)
     curves: list[list[tuple[int, float]]] = field(default_factory=list)
+    architectures: list[dict[str, Any] | None] = field(default_factory=list)
+
+    def architecture(self, index: int) -> dict[str, Any] | None:
+        """The architecture of reference trial ``index`` (0-based), None when unknown."""
+        return self.architectures[index] if index < len(self.architectures) else None
 
     @property
     def num_trials(self) -> int:
@@ -105,6 +112,7 @@ class ReferenceModels:
             source=obj.get("source", ""),
             warnings=list(obj.get("warnings", [])),
             curves=[[] for _ in ids],
+            architectures=list(obj.get("architectures") or [None] * len(ids)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +125,7 @@ class ReferenceModels:
             "hours": list(self.hours),
             "steps": list(self.steps),
             "warnings": list(self.warnings),
+            "architectures": list(self.architectures),
         }
 
 
@@ -190,9 +199,20 @@ def reference_from_job_dir(
         ref.hours.append(hrs)
         ref.steps.append(steps)
         ref.curves.append(curve)
+    ref.architectures = [_saved_architecture(storage, tid) for tid in ids]
     if latency_mode != "trainer":
         read_latencies(ref, latency_mode)
     return ref
+
+
+def _saved_architecture(storage: Storage, trial_id: str) -> dict[str, Any] | None:
+    """``<trial>/nas_params_str.json`` (written by the trainer), None when absent or unreadable."""
+    try:
+        data, _ = storage.read(f"{trial_id}/{protocol.NAS_PARAMS_STR_FILE}")
+        obj = json.loads(data)
+    except (NotFoundError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def read_latencies(ref: ReferenceModels, mode: str) -> None:
@@ -251,9 +271,18 @@ def reference_from_model_selection(model_selection_dir: str, *, require_complete
     )
     job_dir, num_trials = _final_job_dir(storage, state, path)
     ids = [str(i) for i in range(1, num_trials + 1)] if num_trials else None
-    return reference_from_job_dir(
+    ref = reference_from_job_dir(
         job_dir, trial_ids=ids, require_complete=require_complete, source=f"model selection {storage.uri}"
     )
+    from controllers.selection.controller import architecture_of
+
+    last = len(state.get("iterations") or []) - 1
+    for i, tid in enumerate(ref.trial_ids):  # the controller's record first: a trainer may not save the file
+        try:
+            ref.architectures[i] = architecture_of(dict(state), last, tid)
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+    return ref
 
 
 # -- reference table -------------------------------------------------------------------------
@@ -379,5 +408,6 @@ def reference_from_table(table_path: str, controller_dir: str) -> ReferenceModel
         steps=[None for _ in rows],
         source=f"table {table_path} (table trial ids {', '.join(r['trial_id'] for r in rows)})",
         curves=[[] for _ in rows],
+        architectures=[dict(r["nas_params"]) for r in rows],
     )
     return ref

@@ -17,6 +17,8 @@ from typing import Any
 
 from controllers.search.plots import plot_file_names
 from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState, read_folder_json
+from controllers.search.uncertainty import ceiling_blocks_target, hold_line, verdict_lines
+from controllers.units import human_hours
 from proxy_task_utils.storage import Storage, open_storage
 
 __all__ = [
@@ -132,6 +134,30 @@ def _correlation_at_decision(entry: ProxyTaskEntry, method: str) -> dict[str, An
     return rows[i] if i < len(rows) else None
 
 
+def _rule_words(rule: str, targets: dict[str, Any]) -> str:
+    if rule == "lower_bound":
+        return " (the CI lower bound must reach the target)"
+    if rule == "retrain":
+        fpr, k = targets.get("false_pass_rate"), targets.get("confirm_evaluations")
+        return (
+            f" (the correlation must hold under retraining noise with probability >= {1 - float(fpr or 0.05):.0%}"
+            f" on {k} consecutive evaluations)"
+        )
+    return " (the reference's: the point correlation must reach the target once)"
+
+
+def _hold_cell(entry: ProxyTaskEntry) -> str:
+    line = hold_line(entry)
+    return "–" if line is None else line.split(": ", 1)[1].split(";")[0]
+
+
+def _cost_cell(entry: ProxyTaskEntry) -> str:
+    c = entry.cost_per_step
+    if not c:
+        return "–"
+    return f"{float(c['median']):.4g} [{float(c['low']):.4g}, {float(c['high']):.4g}]"
+
+
 def best_proxy_config(
     state: SearchState, *, train_steps_arg: str | None = None, decay_steps_arg: str | None = None
 ) -> dict[str, Any] | None:
@@ -143,11 +169,22 @@ def best_proxy_config(
     steps = _train_steps_count(entry)
     if steps is None:
         return None
-    ts_arg = train_steps_arg or state.settings.get("train_steps_arg", "train_steps")
-    ds_arg = decay_steps_arg or state.settings.get("decay_steps_arg", "decay_steps")
+    length = _length_settings(state, train_steps_arg, decay_steps_arg)
     args = dict(entry.args)
-    args[ts_arg] = steps
-    args[ds_arg] = steps
+    notes = []
+    for flag, unit in ((length.get("flag"), length.get("unit")), (length.get("decay_flag"), length.get("decay_unit"))):
+        if not flag:
+            continue
+        if unit == "epochs":
+            per = int(length.get("steps_per_epoch") or 1)
+            args[flag] = int(math.ceil(steps / per))
+            notes.append(f"{flag} = {args[flag]} epochs ({steps} steps at {per} steps per epoch)")
+        else:
+            args[flag] = steps
+            notes.append(f"{flag} = {steps} steps")
+    if not notes:
+        notes.append("the trainer declares no length flag (trainer.length_flag): args are the proxy's own; "
+                     f"stop its training after {steps} steps")  # fmt: skip
     s = entry.proxy_task_stats
     return {
         "proxy_task_name": name,
@@ -157,9 +194,23 @@ def best_proxy_config(
         "stopping_state": s.stopping_state,
         "correlation_method": state.correlation_method,
         "correlation_at_decision": _correlation_at_decision(entry, state.correlation_method),
-        "note": f"{ts_arg} is the proxy's final training steps + 1 (a step count); {ds_arg} equals it so a "
-        "cosine learning-rate decay ends near zero at the new length",
+        "note": "; ".join(notes) + " (the proxy's final training step + 1; a decay flag gets the same length so "
+        "a cosine learning-rate decay ends near zero at the new length)",
     }
+
+
+def _length_settings(state: SearchState, train_steps_arg: str | None, decay_steps_arg: str | None) -> dict[str, Any]:
+    """The declared length flags; states written before ``trainer.length_flag`` keep their two step flags."""
+    if "length" in state.settings:
+        length = dict(state.settings["length"] or {})
+    else:
+        length = {"flag": state.settings.get("train_steps_arg", "train_steps"), "unit": "steps",
+                  "decay_flag": state.settings.get("decay_steps_arg", "decay_steps"), "decay_unit": "steps"}  # fmt: skip
+    if train_steps_arg:
+        length.update(flag=train_steps_arg, unit="steps")
+    if decay_steps_arg:
+        length.update(decay_flag=decay_steps_arg, decay_unit="steps")
+    return length
 
 
 def build_report(state: SearchState, *, controller_uri: str, existing_files: set[str] | None = None) -> Report:
@@ -175,25 +226,35 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
     total_cost = sum(e.cost_trial_hours or 0.0 for e in entries)
 
     summary = []
+    blocked = ceiling_blocks_target(state)
     if best:
         e = state.proxy_tasks_map[best]
         s = e.proxy_task_stats
-        summary.append(f"Best proxy task: **{best}** ({s.stopping_state}).")
+        if blocked is None:
+            summary.append(f"Best proxy task: **{best}** ({s.stopping_state}).")
+        else:
+            summary.append(
+                f"Cheapest proxy that passed: **{best}** ({s.stopping_state}); not a good proxy against this "
+                "target, which the noise ceiling puts out of reach."
+            )
+        summary += [f"{line[0].upper()}{line[1:]}." for line in verdict_lines(state, e)]
         summary.append(
             f"Final training steps: {_fmt(s.final_training_steps)}; median training time per model at the "
-            f"decision: {_fmt(s.final_training_time_in_hours, 4)} h."
+            f"decision: {human_hours(s.final_training_time_in_hours)}."
         )
         if ref_hours and s.final_training_time_in_hours is not None:
             ratio = s.final_training_time_in_hours / ref_hours
             summary.append(
-                f"Savings vs full training: {_fmt(ref_hours, 4)} h per model fully trained (median) -> "
-                f"{_fmt(s.final_training_time_in_hours, 4)} h with the proxy ({ratio:.1%} of the time, "
+                f"Savings vs full training: {human_hours(ref_hours)} per model fully trained (median) -> "
+                f"{human_hours(s.final_training_time_in_hours)} with the proxy ({ratio:.1%} of the time, "
                 f"{1 - ratio:.1%} saved per NAS trial)."
             )
-        summary.append(f"Cost of evaluating this proxy: {_fmt(e.cost_trial_hours, 4)} trial-hours.")
+        summary.append(f"Cost of evaluating this proxy: {human_hours(e.cost_trial_hours)} of trial time.")
     else:
         summary.append("No proxy task met the target: see below why each one stopped.")
-    summary.append(f"Total cost of the search: {_fmt(total_cost, 4)} trial-hours over {len(entries)} proxy tasks.")
+    summary.append(
+        f"Total cost of the search: {human_hours(total_cost)} of trial time over {len(entries)} proxy tasks."
+    )
     if not state.finished:
         summary.append("The search has not finished: this report shows the state so far.")
     rep.add("Summary", *summary)
@@ -202,8 +263,7 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         "Settings",
         [
             f"correlation used for decisions: {method} (both Spearman and Kendall are recorded)",
-            f"stop rule: {state.stop_rule}"
-            + (" (the CI lower bound must reach the target)" if state.stop_rule == "lower_bound" else ""),
+            f"stop rule: {state.stop_rule}" + _rule_words(state.stop_rule, targets),
             *(f"{k}: {_fmt(v)}" for k, v in targets.items() if k not in ("correlation", "stop_rule")),
         ],
     )
@@ -215,7 +275,7 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
     if valid:
         ref_lines.append(f"accuracy range: {min(valid):.4f} .. {max(valid):.4f}")
     if ref_hours is not None:
-        ref_lines.append(f"median full-training time per model: {_fmt(ref_hours, 4)} h")
+        ref_lines.append(f"median full-training time per model: {human_hours(ref_hours)}")
     rep.add("Reference models", ref_lines)
 
     if state.noise_ceiling:
@@ -233,11 +293,13 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         "proxy",
         "state",
         "final steps",
-        "final h",
+        "time per model",
         f"{method} at decision (n, CI)",
+        "holds if retrained",
         f"best {method}",
         "latency corr",
-        "cost (trial-h)",
+        "cost per step (s, IQR)",
+        "cost (trial time)",
         "failed trials",
         "why it stopped",
     ]
@@ -254,11 +316,13 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
                 e.proxy_task_name + (" **(best)**" if e.proxy_task_name == best else ""),
                 s.stopping_state or e.status,
                 _fmt(s.final_training_steps),
-                _fmt(s.final_training_time_in_hours, 4),
+                human_hours(s.final_training_time_in_hours),
                 at,
+                _hold_cell(e),
                 _fmt(e.best_correlation),
                 _fmt(s.latency_correlation),
-                _fmt(e.cost_trial_hours, 4),
+                _cost_cell(e),
+                human_hours(e.cost_trial_hours),
                 e.num_failed_trials,
                 e.stop_reason,
             )
@@ -323,9 +387,17 @@ def search_status_text(controller_dir: str) -> str:
         last = next((c for c in reversed(s.accuracy_correlation_over_step) if c is not None), None)
         lines.append(
             f"  {e.proxy_task_name:<28} {e.status:<8} {s.stopping_state or '-':<30} steps {len(s.training_steps):>4} "
-            f"last {method} {_fmt(last)}  final h {_fmt(s.final_training_time_in_hours, 4)}  "
-            f"cost {_fmt(e.cost_trial_hours, 4)} trial-h"
+            f"last {method} {_fmt(last)}  time per model {human_hours(s.final_training_time_in_hours)}  "
+            f"cost {human_hours(e.cost_trial_hours)} of trials"
         )
-    lines.append(f"best proxy task: {state.best_proxy_task_name or '(none yet)'}")
+        if e.failures and e.stop_reason:  # the recorded cause: reason, last log lines, log path
+            lines += [f"    {line}" for line in e.stop_reason.splitlines()]
+    best = state.best_proxy_task_name
+    lines.append(f"best proxy task: {best or '(none yet)'}")
+    if best and best in state.proxy_tasks_map:
+        lines += [f"  {line}" for line in verdict_lines(state, state.proxy_tasks_map[best])]
+    lines.append(f"status: {state.status}")
+    if state.abort_reason:
+        lines += state.abort_reason.splitlines()
     lines += [f"warning: {w}" for w in state.warnings]
     return "\n".join(lines)

@@ -5,7 +5,10 @@ writes a sentinel (-5 correlation, -1 accuracy/time/step, NaN p-value) we write 
 the per-step lists stay aligned with ``training_steps`` and a reader that skips nulls sees the
 same numbers, but no sentinel can enter arithmetic. ``stopping_state`` strings are the
 reference's. Our keys (``schema_version``, ``correlation_method``, both coefficients per step
-with n and CI, cost, decision log, the job record for resume) sit beside them.
+with n and CI, the probability that each step's correlation holds under retraining noise and
+the noise it assumed, the training times the monitor saw (``time_anchors``: per trial in
+reference order, ``[step, cumulative seconds]``), cost per step with its spread, decision
+log, the job record for resume) sit beside them.
 
 Locally, ``search_job_name`` is the proxy job's name (its folder under the controller folder)
 and ``search_job_link`` the job folder's URI (the reference stores a Vertex resource name and a
@@ -110,6 +113,11 @@ class ProxyTaskEntry:
     num_failed_trials: int = 0
     failures: dict[str, Any] = field(default_factory=dict)
     decision_log: list[dict[str, Any]] = field(default_factory=list)
+    hold_prob_over_step: list[float | None] = field(default_factory=list)
+    noise_std_over_step: list[float | None] = field(default_factory=list)
+    noise_source: str = ""
+    time_anchors: list[list[list[float]]] = field(default_factory=list)
+    cost_per_step: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -147,6 +155,11 @@ class ProxyTaskEntry:
             "num_failed_trials": self.num_failed_trials,
             "failures": self.failures,
             "decision_log": self.decision_log,
+            "hold_prob_over_step": self.hold_prob_over_step,
+            "noise_std_over_step": self.noise_std_over_step,
+            "noise_source": self.noise_source,
+            "time_anchors": self.time_anchors,
+            "cost_per_step": self.cost_per_step,
         }
 
     @classmethod
@@ -174,6 +187,8 @@ class SearchState:
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     finished: bool = False
+    status: str = "running"  # running | done | aborted | interrupted
+    abort_reason: str = ""
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -195,6 +210,8 @@ class SearchState:
             "warnings": self.warnings,
             "settings": self.settings,
             "finished": self.finished,
+            "status": self.status,
+            "abort_reason": self.abort_reason,
         }
 
     @classmethod

@@ -10,27 +10,42 @@ CI); the decision uses one of them, named explicitly.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from controllers.stats import Correlation, StepSeries, both_correlations, median_accuracy_and_hours
+from controllers.stats import (
+    DEFAULT_SMOOTH,
+    Correlation,
+    StepSeries,
+    both_correlations,
+    combine_noise,
+    hold_probability,
+    median_accuracy_and_time,
+    roughness_std,
+    seconds_at_step,
+)
 
-__all__ = ["TrialCurve", "StepStats", "accuracy_at_step", "compute_step_stats"]
+__all__ = ["TrialCurve", "HoldSettings", "StepStats", "accuracy_at_step", "trial_seconds_at", "compute_step_stats"]
 
 
 @dataclass(frozen=True)
 class TrialCurve:
-    """One proxy trial: recorded ``(training_step, accuracy)`` pairs and seconds per step.
+    """One proxy trial: recorded ``(training_step, accuracy)`` pairs and its training time.
 
     Attributes:
         points: Increasing 0-based steps with their accuracy.
-        seconds_per_step: Average training seconds per step (``None`` when unknown).
+        seconds_per_step: Average training seconds per step of the whole file (``None`` when
+            unknown); used only where no ``times`` were recorded (a finished folder read once).
         ended: Whether the trial will record nothing more (finished, stopped or failed).
+        times: ``(step, cumulative training seconds)`` as the monitor saw them: the file's
+            ``total_training_time_in_secs`` when its last entry was ``step``.
     """
 
     points: tuple[tuple[int, float], ...]
     seconds_per_step: float | None
     ended: bool
+    times: tuple[tuple[int, float], ...] = ()
 
     @property
     def last_step(self) -> int | None:
@@ -49,6 +64,44 @@ def accuracy_at_step(points: Sequence[tuple[int, float]], step: int) -> float | 
     return float(a0 + (a1 - a0) * (step - s0) / (s1 - s0))
 
 
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def trial_seconds_at(curve: TrialCurve, step: int) -> float | None:
+    """Training seconds the trial had spent when it reached ``step`` (its recorded times first)."""
+    if curve.times:
+        return seconds_at_step(curve.times, step)
+    if curve.seconds_per_step is None or curve.last_step is None or step > curve.last_step:
+        return None
+    return curve.seconds_per_step * (step + 1)
+
+
+@dataclass(frozen=True)
+class HoldSettings:
+    """Inputs of the ``retrain`` rule's probability: the target and the known seed noise.
+
+    Attributes:
+        target: The correlation to hold.
+        seed_std: Run-to-run std of a score from the variance measurement or the config;
+            ``None``: the noise is estimated from the curves' roughness alone.
+        n_sim: Draws per step.
+        seed: Seed of the draws.
+        smooth: Each model's score is the mean of its last ``smooth`` evaluations (this step's
+            and the ones before), and the curves' roughness shrinks by ``sqrt`` of the count:
+            one noisy evaluation then moves the decision less.
+        seed_source: Where ``seed_std`` came from, in words (for the report).
+    """
+
+    target: float
+    seed_std: float | None = None
+    n_sim: int = 400
+    seed: int = 0
+    smooth: int = DEFAULT_SMOOTH
+    seed_source: str = ""
+
+
 @dataclass
 class StepStats:
     """Statistics at every recorded step of one proxy task.
@@ -59,6 +112,10 @@ class StepStats:
         median_accuracy: Median accuracy of the trials at each step (``None`` if none).
         median_hours: Median training hours to reach each step (``None`` if unknown).
         settled: Whether the step's inputs are final: no trial still running is short of it.
+        hold_prob: ``{"spearman": [...], "kendall": [...]}``: probability that the correlation
+            holds under retraining noise (empty lists when not computed).
+        noise_std: The noise of one score used for ``hold_prob`` at each step.
+        noise_source: Where that noise came from, in words.
     """
 
     training_steps: list[int] = field(default_factory=list)
@@ -66,6 +123,9 @@ class StepStats:
     median_accuracy: list[float | None] = field(default_factory=list)
     median_hours: list[float | None] = field(default_factory=list)
     settled: list[bool] = field(default_factory=list)
+    hold_prob: dict[str, list[float | None]] = field(default_factory=lambda: {"spearman": [], "kendall": []})
+    noise_std: list[float | None] = field(default_factory=list)
+    noise_source: str = ""
 
     def __len__(self) -> int:
         return len(self.training_steps)
@@ -82,6 +142,7 @@ class StepStats:
             ci_low=[c.ci_low for c in corr],
             median_accuracy=self.median_accuracy[:n],
             median_hours=self.median_hours[:n],
+            hold_prob=self.hold_prob[method][:n] if len(self.hold_prob[method]) == len(self) else None,
         )
 
     def best_correlation(self, method: str) -> float | None:
@@ -100,6 +161,7 @@ def compute_step_stats(
     confidence: float = 0.95,
     seed: int | None = 0,
     cache: dict[tuple, dict[str, Correlation]] | None = None,
+    hold: HoldSettings | None = None,
 ) -> StepStats:
     """Per-step correlations and medians.
 
@@ -110,6 +172,9 @@ def compute_step_stats(
         min_pairs, min_valid_ratio, n_bootstrap, confidence, seed: Passed to the correlation.
         cache: Optional dict reused across polls: a step whose inputs did not change is not
             recomputed (the bootstrap is the expensive part).
+        hold: When given, the probability that each step's correlation holds under retraining
+            noise; the noise at a step is ``seed_std`` combined with the roughness of the curves
+            recorded up to that step.
 
     Raises:
         ValueError: ``curves`` and ``reference`` differ in length.
@@ -120,9 +185,16 @@ def compute_step_stats(
         )
     steps = sorted({s for c in curves for s, _ in c.points})
     out = StepStats()
+    if hold is not None:
+        out.noise_source = "the curves' roughness"
+        if hold.seed_std is not None:
+            origin = f" ({hold.seed_source})" if hold.seed_source else ""
+            out.noise_source = f"seed_std {hold.seed_std:.4g}{origin} + the curves' roughness"
     ref = list(reference)
+    history: list[list[float | None]] = []
     for step in steps:
         accs = [accuracy_at_step(c.points, step) for c in curves]
+        history.append(accs)
         key = (tuple(accs), tuple(ref), min_pairs, min_valid_ratio, n_bootstrap, confidence, seed)
         corr = cache.get(key) if cache is not None else None
         if corr is None:
@@ -137,7 +209,30 @@ def compute_step_stats(
             )
             if cache is not None:
                 cache[key] = corr
-        med_acc, med_hrs = median_accuracy_and_hours(accs, [c.seconds_per_step for c in curves], step)
+        if hold is not None:
+            rough = roughness_std([[a for s_, a in c.points if s_ <= step] for c in curves])
+            window = history[-max(1, hold.smooth) :]
+            scores = [_mean([h[k] for h in window]) for k in range(len(curves))]
+            if rough is not None:
+                rough /= math.sqrt(len(window))
+            noise = combine_noise(hold.seed_std, rough)
+            hkey = ("hold", tuple(scores), tuple(ref), noise, hold)
+            probs = cache.get(hkey) if cache is not None else None
+            if probs is None:
+                probs = {
+                    m: None
+                    if noise is None
+                    else hold_probability(
+                        scores, ref, noise, target=hold.target, method=m, n_sim=hold.n_sim, seed=hold.seed
+                    )
+                    for m in ("spearman", "kendall")
+                }
+                if cache is not None:
+                    cache[hkey] = probs  # type: ignore[assignment]
+            for m in ("spearman", "kendall"):
+                out.hold_prob[m].append(probs[m])  # type: ignore[arg-type]
+            out.noise_std.append(noise)
+        med_acc, med_hrs = median_accuracy_and_time(accs, [trial_seconds_at(c, step) for c in curves])
         out.training_steps.append(step)
         for method in ("spearman", "kendall"):
             out.correlations[method].append(corr[method])

@@ -9,8 +9,9 @@ and its job folder holds the reference models for the proxy-task search.
 
 Differences from the reference: deterministic order (trial ids sorted, no
 ``set``), failures never crash the controller (failed trials are invalid),
-the run aborts with a diagnosis when more than ``max_failure_ratio`` of round
-0 fails, every decision is stored, and resume works from any point.
+the run aborts with a diagnosis (the cause, the last log lines of a failed trial
+and its log path) when more than ``max_failure_ratio`` of any round fails or no
+trial of a round succeeds (``--resume --retry-failed`` relaunches them), every decision is stored, and resume works from any point.
 
 Latency (for ``require_latency``'s (accuracy, latency) spread and the recorded
 scores) comes from the source ``latency.mode`` names: the trainer's metrics file
@@ -36,19 +37,29 @@ from controllers.engine.jobs import (
     StopAll,
     TrialPlan,
     TrialState,
+    failure_summary,
     job_dir_uri,
+    retry_failed,
     run_job,
+    trial_ranges,
 )
 from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.search_space import load_search_space, sample_architectures
 from controllers.engine.session import controller_session
 from controllers.engine.state import JOB_RECORD_SCHEMA, StateFile, open_state
-from controllers.errors import ModelSelectionAborted
+from controllers.errors import ModelSelectionAborted, RunInterrupted
 from controllers.latency.mode import latency_workers, missing_latency_hint, trial_latency
 from controllers.runners.base import Runner
 from controllers.selection.config import ModelSelectionConfig
-from controllers.stats import FINAL_ROUND_PCT, Candidate, filter_candidates, next_desired_pct, num_models_to_remove
+from controllers.stats import (
+    FINAL_ROUND_PCT,
+    Candidate,
+    degenerate_scores,
+    filter_candidates,
+    next_desired_pct,
+    num_models_to_remove,
+)
 from proxy_task_utils import protocol as p
 from proxy_task_utils.errors import ConfigurationError
 from proxy_task_utils.storage import open_storage
@@ -59,6 +70,7 @@ __all__ = [
     "ModelSelectionAborted",
     "ModelSelectionResult",
     "run_model_selection",
+    "architecture_of",
     "TOOL",
 ]
 
@@ -93,7 +105,7 @@ TOOL = "model_selection"
 
 #: What a resumed run cannot do without (checked on load: a missing or mistyped key is a StateError).
 STATE_SCHEMA = {
-    "status": frozenset({"running", "done", "aborted"}),
+    "status": frozenset({"running", "done", "aborted", "interrupted"}),
     "architectures": dict,
     "iterations": [
         {
@@ -121,15 +133,32 @@ class ModelSelectionResult:
     state: dict[str, Any]
 
 
-def _diagnosis(failures: dict[str, dict[str, Any]], n: int, ratio: float) -> str:
-    by_kind: dict[str, list[str]] = {}
-    for tid, f in failures.items():
-        by_kind.setdefault(f["kind"], []).append(tid)
-    lines = [f"{len(failures)} of {n} trials of the first round failed (> {ratio:.0%} allowed):"]
-    for kind, tids in sorted(by_kind.items()):
-        advice = failures[tids[0]].get("advice", "")
-        lines.append(f"  {kind}: trials {', '.join(tids)}. {advice}")
-    return "\n".join(lines)
+def _diagnosis(failures: dict[str, dict[str, Any]], n: int, ratio: float, iteration: int) -> str:
+    what = "the first round" if iteration == 0 else f"round {iteration}"
+    return (
+        failure_summary(failures, total=n, what=what, allowed=ratio)
+        + "\nfix the cause, then continue with --resume --retry-failed (the failed attempts' files are kept)"
+    )
+
+
+def architecture_of(state: dict[str, Any], iteration: int, trial_id: str) -> dict[str, Any]:
+    """The architecture trial ``trial_id`` of round ``iteration`` trains (followed back to round 0).
+
+    Round ``k > 0`` trial ``i`` re-trains trial ``source_trials[i - 1]`` of round ``k - 1``;
+    round 0's trial ids key ``state["architectures"]``. Pure; raises KeyError for an unknown trial.
+    """
+    tid = str(trial_id)
+    for k in range(iteration, 0, -1):
+        sources = state["iterations"][k]["source_trials"]
+        tid = str(sources[int(tid) - 1])
+    return dict(state["architectures"][tid])
+
+
+def _counts(result: JobResult) -> str:
+    counts: dict[str, int] = {}
+    for t in result.trials:
+        counts[t.state.value] = counts.get(t.state.value, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
 class _Selection:
@@ -214,19 +243,28 @@ class _Selection:
         return it
 
     def plans(self, it: dict[str, Any]) -> list[TrialPlan]:
+        """Every trial gets its architecture as ``--nas_params_str``; later rounds also the re-training flags.
+
+        A trainer written from the README reads ``--nas_params_str``; one written for the
+        reference reads the re-training flags (which name the same architecture): both work.
+        """
         cfg = self.config
         extra = tuple(cfg.trainer.flag_items())
         ids = [t["trial_id"] for t in it["job"]["trials"]]
+        k = it["iteration"]
+
+        def arch(t: str) -> tuple[tuple[str, str], ...]:
+            return (("nas_params_str", json.dumps(architecture_of(self.state, k, t))),)
+
         if it["source_trials"] is None:
-            archs = self.state["architectures"]
-            return [TrialPlan(t, (("nas_params_str", json.dumps(archs[t])),) + extra) for t in ids]
-        prev_dir = self.state["iterations"][it["iteration"] - 1]["job_dir"]
-        flags = (
+            return [TrialPlan(t, arch(t) + extra) for t in ids]
+        prev_dir = self.state["iterations"][k - 1]["job_dir"]
+        retrain = (
             ("retrain_search_job_dir", prev_dir),
             ("retrain_search_job_trials", ",".join(it["source_trials"])),
             ("retrain_use_search_job_checkpoint", "True"),
-        ) + extra
-        return [TrialPlan(t, flags) for t in ids]
+        )
+        return [TrialPlan(t, arch(t) + retrain + extra) for t in ids]
 
     def run_iteration(self, it: dict[str, Any]) -> JobResult:
         cfg = self.config
@@ -244,7 +282,7 @@ class _Selection:
         n = it["num_trials"]
 
         def abort_check(view: JobView) -> StopAll | None:
-            if it["iteration"] == 0 and len(view.failures) / n > cfg.max_failure_ratio:
+            if len(view.failures) / n > cfg.max_failure_ratio:
                 return StopAll(f"abort: {len(view.failures)} of {n} trials failed (> {cfg.max_failure_ratio:.0%})")
             return None
 
@@ -259,18 +297,26 @@ class _Selection:
 
     def finish_iteration(self, it: dict[str, Any], result: JobResult) -> None:
         cfg = self.config
-        it["failures"] = {t.trial_id: t.failure.to_dict() | {"log_tail": ""} for t in result.trials if t.failure}
-        if it["iteration"] == 0 and len(it["failures"]) / it["num_trials"] > cfg.max_failure_ratio:
+        it["failures"] = {t.trial_id: t.failure.to_dict() for t in result.trials if t.failure}
+        succeeded = [t.trial_id for t in result.trials if t.state is TrialState.SUCCEEDED]
+        # every round, the final one too: too many failures (or none left) is a diagnosis, never a result
+        if len(it["failures"]) / it["num_trials"] > cfg.max_failure_ratio or not succeeded:
             self.state["status"] = "aborted"
-            self.state["abort_reason"] = _diagnosis(it["failures"], it["num_trials"], cfg.max_failure_ratio)
+            self.state["abort_reason"] = (
+                _diagnosis(it["failures"], it["num_trials"], cfg.max_failure_ratio, it["iteration"])
+                if it["failures"]
+                else f"round {it['iteration']}: no trial succeeded ({_counts(result)})"
+            )
             self.save()
             raise ModelSelectionAborted(self.state["abort_reason"])
         desired = it["desired_training_step_pct"]
-        if desired == FINAL_ROUND_PCT:
+        final = desired == FINAL_ROUND_PCT
+        self._check_scores(it, result, final=final)
+        if final:
             it["done"] = True
             self.state["status"] = "done"
             self.state["final_job_dir"] = it["job_dir"]
-            self.state["reference_trials"] = [t.trial_id for t in result.trials if t.state is TrialState.SUCCEEDED]
+            self.state["reference_trials"] = succeeded
             self.save()
             return
         candidates = []
@@ -287,10 +333,26 @@ class _Selection:
                 if lat is None and mode != "none":
                     it["latency_problems"][t.trial_id] = problem or missing_latency_hint(job.child(t.trial_id), mode)
             it["scores"][t.trial_id] = {"accuracy": acc, "latency": lat, "state": t.state.value}
-            candidates.append(Candidate(t.trial_id, acc, lat if cfg.require_latency else None))
+            candidates.append(Candidate(t.trial_id, acc, lat))
+        scored = [c for c in candidates if c.accuracy is not None]
+        missing = [c.trial_id for c in scored if c.latency is None]
+        if cfg.require_latency and missing:  # an error, not a quiet accuracy-only round
+            problems = "; ".join(f"trial {t}: {it['latency_problems'].get(t, 'no latency')}" for t in missing[:3])
+            self.state["status"] = "aborted"
+            self.state["abort_reason"] = (
+                f"round {it['iteration']}: require_latency is true but trials {trial_ranges(missing)} have no "
+                f"latency ({problems})"
+            )
+            self.save()
+            raise ModelSelectionAborted(self.state["abort_reason"])
+        # as the reference: spread in (accuracy, latency) whenever every scored candidate has a latency
+        use_latency = bool(scored) and not missing
+        it["spread"] = "accuracy, latency" if use_latency else "accuracy"
+        if not use_latency:
+            candidates = [Candidate(c.trial_id, c.accuracy, None) for c in candidates]
         n_remove = num_models_to_remove(it["num_trials"], cfg.final_num_models, cfg.num_models_to_remove_per_iter)
         fr = filter_candidates(candidates, n_remove, min_kept=cfg.min_num_filtered_trials,
-                               require_latency=cfg.require_latency)  # fmt: skip
+                               require_latency=use_latency)  # fmt: skip
         it["trials_to_retrain"] = list(fr.kept)
         it["filter"] = {"kept": fr.kept, "removed": fr.removed, "invalid": fr.invalid, "reasons": fr.reasons,
                         "num_to_remove": n_remove}  # fmt: skip
@@ -303,6 +365,30 @@ class _Selection:
         it["done"] = True
         self.save()
         crash_point("after_round")
+
+    def _check_scores(self, it: dict[str, Any], result: JobResult, *, final: bool) -> None:
+        """All equal in any round, or at chance in the final one: a diagnosis, never a reference."""
+        cfg, k = self.config, it["iteration"]
+        pct = None if final else it["desired_training_step_pct"]
+        scores = []
+        for t in result.trials:
+            m = t.metrics
+            if t.state is TrialState.SUCCEEDED and m is not None:
+                scores.append(m.final_accuracy if pct is None else m.accuracy_at_pct(pct))
+        what = f"models of {'the final round' if final else f'round {k}'}"
+        check = degenerate_scores(scores, what=what, chance=cfg.chance_accuracy)
+        if check is None:
+            return
+        if check.kind == "at_chance" and not final:  # early rounds may still be at chance: say so, go on
+            self.state.setdefault("warnings", [])
+            if check.reason not in self.state["warnings"]:
+                self.state["warnings"].append(check.reason)
+            self.progress.message(f"warning: {check.reason}")
+            return
+        self.state["status"] = "aborted"
+        self.state["abort_reason"] = f"round {k}: {check.reason}"
+        self.save()
+        raise ModelSelectionAborted(self.state["abort_reason"])
 
     def _plot(self, it: dict[str, Any], kept: list[str], removed: list[str]) -> None:
         from controllers.selection.plots import FILTERED_TRIAL_SCORES_FILE, filtered_trial_scores_png
@@ -319,13 +405,42 @@ class _Selection:
         )
         open_storage(it["job_dir"]).write(FILTERED_TRIAL_SCORES_FILE, png)
 
-    def run(self, resume: bool) -> ModelSelectionResult:
+    def retry_failed(self) -> None:
+        """``--retry-failed``: the last round's failed trials become new attempts; the run continues."""
+        its = self.state["iterations"]
+        if not its or its[-1]["done"]:
+            return
+        it = its[-1]
+        record = JobRecord.from_dict(it["job"])
+        again = retry_failed(record, log_dir=f"{self.log_dir}/{record.name}")
+        if it["source_trials"] is not None:  # the new attempt starts from the carried history again
+            self._carry_history(it, again)
+        it["job"] = record.to_dict()
+        it["failures"] = {}
+        self.state["status"] = "running"
+        self.state["abort_reason"] = None
+        self.save()
+        self.progress.message(f"round {it['iteration']}: retrying trials {trial_ranges(again) or '(none)'}")
+
+    def _carry_history(self, it: dict[str, Any], ids: list[str]) -> None:
+        prev = self.state["iterations"][it["iteration"] - 1]
+        job_storage = open_storage(it["job_dir"])
+        for new_id in ids:
+            src = it["source_trials"][int(new_id) - 1]
+            data, _ = open_storage(prev["job_dir"]).read(f"{src}/{p.TRIAL_TRAINING_METRICS_FILE}")
+            job_storage.write(f"{new_id}/{p.TRIAL_TRAINING_METRICS_FILE}", data)
+
+    def run(self, resume: bool, retry: bool = False) -> ModelSelectionResult:
         fence = self.lease.confirm if self.lease is not None else None
         self.state_file, loaded = open_state(self.storage, MODEL_SELECTION_STATE_FILE, TOOL, resume=resume,
                                              schema=STATE_SCHEMA, fence=fence)  # fmt: skip
         self.state = loaded if loaded is not None else self.new_state()
+        if retry:
+            self.retry_failed()
         if self.state["status"] == "aborted":
-            raise ModelSelectionAborted(self.state["abort_reason"])
+            raise ModelSelectionAborted(
+                f"{self.state['abort_reason']}\n(recorded in {self.state_file.uri}; add --retry-failed to relaunch)"
+            )
         recorded = self.state.setdefault("latency_mode", "trainer")  # states before latency.mode: trainer
         if recorded != self.config.latency.mode and self.state["iterations"]:
             raise ConfigurationError(
@@ -333,12 +448,19 @@ class _Selection:
                 "keep the recorded mode (rounds must compare latencies from one source) or use a new controller_dir"
             )
         self.state["latency_mode"] = self.config.latency.mode
+        if self.state["status"] == "interrupted":
+            self.state["status"] = "running"
         self.save()
-        with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
-            while self.state["status"] == "running":
-                its = self.state["iterations"]
-                it = its[-1] if its and not its[-1]["done"] else self.new_iteration()
-                self.finish_iteration(it, self.run_iteration(it))
+        try:
+            with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
+                while self.state["status"] == "running":
+                    its = self.state["iterations"]
+                    it = its[-1] if its and not its[-1]["done"] else self.new_iteration()
+                    self.finish_iteration(it, self.run_iteration(it))
+        except RunInterrupted:
+            self.state["status"] = "interrupted"
+            self.save()
+            raise
         return ModelSelectionResult(self.state["final_job_dir"], self.state["reference_trials"], self.state)
 
 
@@ -346,6 +468,7 @@ def run_model_selection(
     config: ModelSelectionConfig,
     *,
     resume: bool = False,
+    retry_failed: bool = False,
     runner: Runner | None = None,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -360,4 +483,4 @@ def run_model_selection(
         controllers.errors.LeaseHeldError: another controller drives the folder.
     """
     with controller_session(config, runner=runner, clock=clock, sleep=sleep) as (lease, runner):
-        return _Selection(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume)
+        return _Selection(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume, retry_failed)

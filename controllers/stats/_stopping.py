@@ -25,7 +25,13 @@ NOT_STOPPED = ""
 #: States that make a proxy task "successful" (candidates for the best proxy).
 SUCCESSFUL_STATES: frozenset[str] = frozenset({MET_DESIRED_ACCURACY_CORRELATION, MET_DESIRED_ACCURACY})
 
-StopRule = Literal["point", "lower_bound"]
+StopRule = Literal["point", "lower_bound", "retrain"]
+STOP_RULES: tuple[str, ...] = ("point", "lower_bound", "retrain")
+#: Defaults of the ``retrain`` rule, chosen by ``bench/decision_quality.py``.
+DEFAULT_FALSE_PASS_RATE = 0.05
+DEFAULT_CONFIRM = 2
+#: Evaluations averaged per model before the ``retrain`` rule's probability.
+DEFAULT_SMOOTH = 2
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,9 @@ class StepSeries:
         ci_low: Lower end of its bootstrap interval, ``None`` when unknown.
         median_accuracy: Median proxy accuracy, ``None`` when no valid trial.
         median_hours: Median training hours, ``None`` when unknown.
+        hold_prob: Probability that the correlation holds under retraining noise (see
+            ``controllers.stats.hold_probability``), ``None`` when unknown; ``None`` for the whole
+            list when not computed (the ``retrain`` rule then never fires).
     """
 
     training_steps: Sequence[int]
@@ -129,12 +138,13 @@ class StepSeries:
     ci_low: Sequence[float | None]
     median_accuracy: Sequence[float | None]
     median_hours: Sequence[float | None]
+    hold_prob: Sequence[float | None] | None = None
 
     def __post_init__(self) -> None:
-        lengths = {
-            name: len(getattr(self, name))
-            for name in ("training_steps", "correlation", "ci_low", "median_accuracy", "median_hours")
-        }
+        names = ["training_steps", "correlation", "ci_low", "median_accuracy", "median_hours"]
+        if self.hold_prob is not None:
+            names.append("hold_prob")
+        lengths = {name: len(getattr(self, name)) for name in names}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"StepSeries lists must have the same length, but got {lengths}")
 
@@ -151,12 +161,15 @@ class StopDecision:
         state: The reference ``stopping_state`` string (``""`` when not stopped).
         reason: Human-readable explanation with the numbers that decided it.
         crossing: Interpolated crossing for the two success states, else ``None``.
+        index: Index of the step at which the rule held (``None`` when not stopped); later than
+            the crossing's when the rule needed confirmation.
     """
 
     stop: bool
     state: str
     reason: str
     crossing: Crossing | None
+    index: int | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -177,6 +190,8 @@ def decide_stop(
     best_training_time_hrs: float | None = None,
     early_stop_if_not_best: bool = False,
     stop_rule: StopRule = "point",
+    false_pass_rate: float = DEFAULT_FALSE_PASS_RATE,
+    confirm: int = DEFAULT_CONFIRM,
 ) -> StopDecision:
     """Decides whether a proxy task should stop (reference §4.4, without its truthiness bugs).
 
@@ -184,7 +199,11 @@ def decide_stop(
     returned. At each index the rules are checked in the reference order:
 
     1. ``desired_correlation`` is not None and the correlation (``stop_rule="point"``) or its CI
-       lower bound (``"lower_bound"``) is ``>=`` it -> "Met desired correlation".
+       lower bound (``"lower_bound"``) is ``>=`` it -> "Met desired correlation". With
+       ``"retrain"``, the probability that it holds under retraining noise
+       (``series.hold_prob``) is ``>= 1 - false_pass_rate`` at this index and the ``confirm - 1``
+       before it; the crossing is then the first index of that run (not interpolated: the proxy
+       needs that many steps, the later ones only confirmed it).
     2. ``desired_accuracy`` is not None and the median accuracy is ``>=`` it -> "Met desired accuracy".
     3. ``training_time_hrs_limit`` is not None and the median hours are ``>=`` it ->
        "Exceeded training time limit".
@@ -202,7 +221,11 @@ def decide_stop(
         training_time_hrs_limit: Time limit in hours (>= 0); ``None`` disables rule 3.
         best_training_time_hrs: Final hours of the best proxy so far (>= 0); ``None`` disables rule 4.
         early_stop_if_not_best: Enables rule 4.
-        stop_rule: ``"point"`` or ``"lower_bound"`` (noise-robust: the CI must clear the target).
+        stop_rule: ``"point"`` (the reference's), ``"lower_bound"`` (the bootstrap CI over models
+            must clear the target) or ``"retrain"`` (it must hold under retraining noise).
+        false_pass_rate: ``retrain`` only: accepted probability that the noise-free correlation
+            is below the target, in (0, 1).
+        confirm: ``retrain`` only: consecutive evaluations that must pass (>= 1).
 
     Returns:
         A :class:`StopDecision`; ``stop=False`` with state ``""`` when no rule held.
@@ -210,8 +233,13 @@ def decide_stop(
     Raises:
         ValueError: An option is out of range or ``stop_rule`` is unknown.
     """
-    if stop_rule not in ("point", "lower_bound"):
-        raise ValueError(f"stop_rule must be 'point' or 'lower_bound', but got {stop_rule!r}")
+    if stop_rule not in STOP_RULES:
+        raise ValueError(f"stop_rule must be 'point', 'lower_bound' or 'retrain', but got {stop_rule!r}")
+    false_pass_rate = check_real(false_pass_rate, "false_pass_rate")
+    if not 0.0 < false_pass_rate < 1.0:
+        raise ValueError(f"false_pass_rate must be in (0, 1), but got {false_pass_rate}")
+    if isinstance(confirm, bool) or int(confirm) != confirm or confirm < 1:
+        raise ValueError(f"confirm must be an integer >= 1, but got {confirm!r}")
     desired_correlation = _optional_threshold(desired_correlation, "desired_correlation")
     if desired_correlation is not None and not -1.0 <= desired_correlation <= 1.0:
         raise ValueError(f"desired_correlation must be in [-1, 1], but got {desired_correlation}")
@@ -229,10 +257,36 @@ def decide_stop(
     acc = as_float_array(series.median_accuracy, "median_accuracy")
     hrs = _hours_array(series.median_hours, "median_hours")
     has_hours = np.isfinite(hrs)
+    need = 1.0 - false_pass_rate
+    passes = np.zeros(len(series), dtype=bool)
+    if stop_rule == "retrain" and series.hold_prob is not None:
+        prob = as_float_array(series.hold_prob, "hold_prob")
+        passes = np.isfinite(prob) & (prob >= need - 1e-12) & has_hours
+    run = 0
 
     for i in range(len(series)):
         where = f"at step {steps[i]} (index {i})"
-        if desired_correlation is not None and has_hours[i] and corr[i] >= desired_correlation:
+        run = run + 1 if passes[i] else 0
+        if desired_correlation is not None and stop_rule == "retrain" and run >= confirm:
+            k = i - int(confirm) + 1
+            confirmed = Crossing(float(steps[k]), math.floor(float(steps[k])), float(hrs[k]), k, False)
+            assert series.hold_prob is not None
+            probs = ", ".join(f"{float(series.hold_prob[j]):.0%}" for j in range(k, i + 1))  # type: ignore[arg-type]
+            return StopDecision(
+                True,
+                MET_DESIRED_ACCURACY_CORRELATION,
+                f"holds under retraining noise: P({corr_label} >= {desired_correlation:.4g}) = {probs} "
+                f">= {need:.0%} on {confirm} consecutive evaluation(s) from step {steps[k]} "
+                f"(correlation {corr[k]:.4g}) to step {steps[i]} (index {i})",
+                confirmed,
+                i,
+            )
+        if (
+            desired_correlation is not None
+            and stop_rule != "retrain"
+            and has_hours[i]
+            and corr[i] >= desired_correlation
+        ):
             crossing = crossing_point(
                 steps[: i + 1], corr_series[: i + 1], series.median_hours[: i + 1], desired_correlation
             )
@@ -241,6 +295,7 @@ def decide_stop(
                 MET_DESIRED_ACCURACY_CORRELATION,
                 f"{corr_label} {corr[i]:.4g} >= desired {desired_correlation:.4g} {where}",
                 crossing,
+                i,
             )
         if desired_accuracy is not None and has_hours[i] and acc[i] >= desired_accuracy:
             crossing = crossing_point(
@@ -251,6 +306,7 @@ def decide_stop(
                 MET_DESIRED_ACCURACY,
                 f"median accuracy {acc[i]:.4g} >= desired {desired_accuracy:.4g} {where}",
                 crossing,
+                i,
             )
         if limit is not None and has_hours[i] and hrs[i] >= limit:
             return StopDecision(
@@ -258,6 +314,7 @@ def decide_stop(
                 EXCEEDED_TRAIN_TIME_LIMIT,
                 f"median training time {hrs[i]:.4g} h >= limit {limit:.4g} h {where}",
                 None,
+                i,
             )
         if early_stop_if_not_best and best is not None and has_hours[i] and hrs[i] >= best:
             return StopDecision(
@@ -265,6 +322,7 @@ def decide_stop(
                 EXCEEDED_BEST_TRAIN_TIME,
                 f"median training time {hrs[i]:.4g} h >= best proxy's final time {best:.4g} h {where}",
                 None,
+                i,
             )
     return StopDecision(False, NOT_STOPPED, f"no stopping rule met over {len(series)} steps", None)
 
@@ -312,40 +370,114 @@ def median_accuracy_and_hours(
     return median_acc, float(np.median(hours))
 
 
+def median_accuracy_and_time(
+    accuracies: Sequence[float | None], seconds_done: Sequence[float | None]
+) -> tuple[float | None, float | None]:
+    """Median accuracy and median training hours over the trials at one step, from true times.
+
+    Args:
+        accuracies: Each trial's accuracy at the step; ``None``/NaN/inf = no valid value.
+        seconds_done: Each trial's cumulative training seconds up to that step, as recorded
+            (``controllers.stats.seconds_at_step``); ``None``/NaN = unknown.
+
+    Returns:
+        ``(median_accuracy, median_hours)``: the true medians (even counts average the middle
+        two) over the trials with a valid accuracy (and, for the hours, a known time). ``None``
+        when no trial qualifies.
+
+    Raises:
+        ValueError: Lengths differ, or a time is negative/infinite.
+    """
+    if len(accuracies) != len(seconds_done):
+        raise ValueError(
+            f"accuracies and seconds_done must have the same length, but got {len(accuracies)} and {len(seconds_done)}"
+        )
+    acc = as_float_array(accuracies, "accuracies")
+    secs = _hours_array(seconds_done, "seconds_done")
+    ok = np.isfinite(acc)
+    if not ok.any():
+        return None, None
+    timed = ok & np.isfinite(secs)
+    median_hours = float(np.median(secs[timed])) / 3600.0 if timed.any() else None
+    return float(np.median(acc[ok])), median_hours
+
+
+def seconds_at_step(anchors: Sequence[tuple[float, float]], step: float) -> float | None:
+    """Cumulative training seconds at a 0-based step, from recorded ``(step, seconds)`` anchors.
+
+    Each anchor is what the trainer had recorded when its last entry was ``step``: the total
+    training seconds at that point. Between two anchors (and between the start, step -1 at 0 s,
+    and the first anchor) the time is interpolated linearly, so a trainer that slows down or
+    speeds up is followed at the resolution of the anchors, never by a whole-curve average.
+
+    Args:
+        anchors: ``(step, cumulative_seconds)`` pairs, any order; duplicates of a step keep the last.
+        step: The step asked for.
+
+    Returns:
+        The seconds, or ``None`` past the last anchor or without anchors.
+    """
+    if not anchors:
+        return None
+    by_step: dict[float, float] = {}
+    for s, secs in anchors:
+        by_step[float(s)] = float(secs)
+    xs = [-1.0, *sorted(by_step)]
+    ys = [0.0, *(by_step[x] for x in xs[1:])]
+    if step > xs[-1] or step < xs[0]:
+        return None
+    return float(np.interp(step, xs, np.maximum.accumulate(ys)))
+
+
 class ProxyOutcome(NamedTuple):
-    """Outcome of one evaluated proxy task, input of :func:`best_proxy`."""
+    """Outcome of one evaluated proxy task, input of :func:`best_proxy`.
+
+    ``final_steps`` and ``spread`` (the relative half-width of its cost per step, e.g. half the
+    interquartile range over the median) are optional: without them hours alone decide.
+    """
 
     name: str
     succeeded: bool
     final_hours: float | None
     order_index: int
+    final_steps: int | None = None
+    spread: float = 0.0
 
 
-def best_proxy(candidates: Sequence[tuple[str, bool, float | None, int]]) -> str | None:
-    """Name of the cheapest successful proxy task.
+def best_proxy(candidates: Sequence[tuple]) -> str | None:
+    """Name of the cheapest successful proxy task; costs inside each other's spread are a tie.
 
     Args:
-        candidates: ``(name, succeeded, final_hours, order_index)`` tuples (or
-            :class:`ProxyOutcome`); ``order_index`` is the order of evaluation.
+        candidates: :class:`ProxyOutcome` values, or tuples ``(name, succeeded, final_hours,
+            order_index[, final_steps, spread])``; ``order_index`` is the order of evaluation.
 
     Returns:
-        The successful candidate with the smallest ``final_hours``; ties go to the smaller
-        ``order_index``, then the smaller name. 0.0 hours is a valid time. Successful candidates
-        whose ``final_hours`` is ``None``/NaN are skipped (they cannot be ranked). ``None`` when
-        no candidate qualifies (including empty input).
+        Among successful candidates with known hours: the one with the smallest ``final_hours``,
+        unless others are tied with it: a candidate whose interval ``hours * (1 +- spread)``
+        overlaps the cheapest one's. Ties go to fewer ``final_steps`` (unknown counts last), then
+        the smaller name (then ``order_index``). With all spreads 0 only equal hours tie, which
+        are then broken the same way. 0.0 hours is a valid time; successful candidates whose
+        ``final_hours`` is ``None``/NaN are skipped. ``None`` when none qualifies (or empty input).
 
     Raises:
-        ValueError: A ``final_hours`` is negative or infinite.
+        ValueError: A ``final_hours`` is negative or infinite, or a spread is negative.
     """
-    best_key: tuple[float, int, str] | None = None
-    best_name: str | None = None
-    for name, succeeded, final_hours, order_index in candidates:
-        if not succeeded or final_hours is None or math.isnan(float(final_hours)):
+    ranked: list[tuple[float, float, int, str, int]] = []
+    for cand in candidates:
+        c = ProxyOutcome(*cand)
+        if not c.succeeded or c.final_hours is None or math.isnan(float(c.final_hours)):
             continue
-        hours = float(final_hours)
+        hours = float(c.final_hours)
         if math.isinf(hours) or hours < 0:
-            raise ValueError(f"final_hours of proxy {name!r} must be finite and >= 0, but got {final_hours!r}")
-        key = (hours, int(order_index), str(name))
-        if best_key is None or key < best_key:
-            best_key, best_name = key, name
-    return best_name
+            raise ValueError(f"final_hours of proxy {c.name!r} must be finite and >= 0, but got {c.final_hours!r}")
+        spread = float(c.spread)
+        if not spread >= 0:
+            raise ValueError(f"spread of proxy {c.name!r} must be >= 0, but got {c.spread!r}")
+        steps = math.inf if c.final_steps is None else int(c.final_steps)
+        ranked.append((hours, spread, int(c.order_index), str(c.name), steps))  # type: ignore[arg-type]
+    if not ranked:
+        return None
+    cheapest = min(ranked, key=lambda r: (r[0], r[4], r[3], r[2]))
+    top = cheapest[0] * (1.0 + cheapest[1])
+    tied = [r for r in ranked if r[0] * (1.0 - r[1]) <= top]
+    return min(tied, key=lambda r: (r[4], r[3], r[2]))[3]

@@ -22,6 +22,10 @@ Flags:
     --noise_seed=S (0)          noise seed (mixed with the params, trial id and step).
     --curve=table:a,b,c         accuracies per cycle instead of the formula (last value repeats).
     --sleep_per_cycle=SECS (0)  wall time per cycle.
+    --sleep_schedule=C:SECS,... from cycle C on (0-based), sleep SECS per cycle instead (a trainer
+                                whose speed changes mid-run). Each cycle's end step and the
+                                cumulative training seconds then go to ``replay_time_log.json``
+                                (the truth tests compare the controller's times with).
     --failure_plan=ID:MODE,...  fail the trials with these ``CLOUD_ML_TRIAL_ID``s (fresh trials only).
     --retrain_failure_plan=...  the same for re-training trials (``--retrain_search_job_dir`` given).
     --fail_at_cycle=C (0)       failures happen before cycle C (0: before any metrics).
@@ -40,6 +44,12 @@ Flags:
                                 as the reference: the architecture comes from the search trial's
                                 ``nas_params_str.json``; with the checkpoint flag True the step
                                 resumes from that trial's ``replay_checkpoint.json``.
+    --arch_from=SOURCE (retrain)
+                                ``retrain``: a trainer written for the reference (the re-training
+                                flags win over ``--nas_params_str`` when given). ``nas_params_str``: a
+                                trainer written from the README alone: ``--nas_params_str`` is
+                                required (argparse exits 2 without it) and is the only source of the
+                                architecture; the re-training flags only point at the checkpoint.
 
 Failure modes: ``crash`` exits 3 with a traceback-like message; ``hang`` sleeps
 forever without metrics; ``nan`` writes ``failed_with_nan_error`` and exits 1;
@@ -63,6 +73,7 @@ from proxy_task_utils.errors import NotFoundError
 from proxy_task_utils.storage import open_storage
 
 CHECKPOINT_FILE = "replay_checkpoint.json"
+TIME_LOG_FILE = "replay_time_log.json"
 FAILURE_MODES = ("none", "crash", "hang", "nan", "oom")
 
 
@@ -80,18 +91,32 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--noise_seed", type=int, default=0)
     ap.add_argument("--curve", default="")
     ap.add_argument("--sleep_per_cycle", type=float, default=0.0)
+    ap.add_argument("--sleep_schedule", default="")
     ap.add_argument("--failure_plan", default="")
     ap.add_argument("--retrain_failure_plan", default="")
     ap.add_argument("--fail_at_cycle", type=int, default=0)
     ap.add_argument("--latency_mode", choices=("trainer", "worker"), default="trainer")
     ap.add_argument("--latency_timeout_secs", type=float, default=600.0)
     ap.add_argument("--latency_poll_secs", type=float, default=1.0)
+    ap.add_argument("--arch_from", choices=("retrain", "nas_params_str"), default="retrain")
     args, unknown = ap.parse_known_args(argv)
     if unknown:
         print(f"replay_trainer: ignoring proxy flags {unknown}", flush=True)
+    if args.arch_from == "nas_params_str" and not args.nas_params_str:
+        ap.error("the following arguments are required: --nas_params_str")
     if args.train_steps <= 0 or args.cycle_steps <= 0:
         ap.error("--train_steps and --cycle_steps must be > 0")
     return args
+
+
+def _sleep_for(cycle: int, args: argparse.Namespace) -> float:
+    """Seconds to sleep in a cycle: ``--sleep_per_cycle``, or the last ``--sleep_schedule`` entry reached."""
+    secs = args.sleep_per_cycle
+    for item in filter(None, (x.strip() for x in args.sleep_schedule.split(","))):
+        start, _, value = item.partition(":")
+        if cycle >= int(start):
+            secs = float(value)
+    return secs
 
 
 def _hash01(*parts: object) -> float:
@@ -187,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     trial_id = ptu.get_trial_id_from_environment(default="1")
     print(f"replay trainer: start trial {trial_id} in {model_dir}", flush=True)  # tests count these lines
     retrain = bool(args.retrain_search_job_dir)
-    if retrain:
+    if retrain and args.arch_from == "retrain":
         source = ptu.get_finetune_nas_params_str(args.retrain_search_job_trials, args.retrain_search_job_dir)
         params = ptu.parse_and_save_nas_params_str(None, source, model_dir)
     else:
@@ -206,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     total = args.train_steps
     cycle = step // args.cycle_steps
     done_cycles = 0
+    time_log: list[list[float]] = []
     while step < total:
         if ptu.get_stop_training(model_dir, step - 1, total):
             print(f"replay trainer: stop at step {step}: {ptu.get_stop_reason(model_dir)}", flush=True)
@@ -214,10 +240,15 @@ def main(argv: list[str] | None = None) -> int:
             _fail(mode, model_dir)
         begin, end = step, min(step + args.cycle_steps, total) - 1
         t0 = time.monotonic()
-        if args.sleep_per_cycle > 0:
-            time.sleep(args.sleep_per_cycle)
+        pause = _sleep_for(cycle, args)
+        if pause > 0:
+            time.sleep(pause)
         accuracy = accuracy_at(params, args, trial_id, end + 1, cycle)
         ptu.update_trial_training_accuracy_metric(model_dir, accuracy, begin, end, time.monotonic() - t0, total)
+        if args.sleep_schedule:
+            secs = ptu.get_reporter(model_dir).metrics.training_time.total_training_time_in_secs
+            time_log.append([end, secs])
+            open_storage(model_dir).write(TIME_LOG_FILE, json.dumps(time_log).encode())
         step, cycle, done_cycles = end + 1, cycle + 1, done_cycles + 1
         open_storage(model_dir).write(CHECKPOINT_FILE, json.dumps({"step": step}).encode())
     if mode != "none" and done_cycles == args.fail_at_cycle and step >= total:

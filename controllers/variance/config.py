@@ -15,6 +15,7 @@ class VarianceConfig(ControllerConfig):
     search_space: SearchSpaceConfig
     num_copies: int = Field(default=5, ge=2)
     min_successful_copies: int = Field(default=3, ge=2)
+    max_failure_ratio: float = Field(default=0.2, ge=0, le=1)  # more failed copies than this aborts, as elsewhere
     max_workable_attempts: int = Field(default=10, ge=1)
     workable_training_pct: float = Field(default=1.0, gt=0, le=100)
     copies_training_pct: float = Field(default=100.0, gt=0)

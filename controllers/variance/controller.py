@@ -24,13 +24,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.engine.jobs import JobRecord, JobResult, JobSpec, TrialPlan, TrialState, job_dir_uri, run_job
+from controllers.engine.jobs import (
+    JobRecord,
+    JobResult,
+    JobSpec,
+    JobView,
+    StopAll,
+    TrialPlan,
+    TrialState,
+    failure_summary,
+    job_dir_uri,
+    retry_failed,
+    run_job,
+)
 from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.search_space import load_search_space, sample_architectures
 from controllers.engine.session import controller_session
 from controllers.engine.state import JOB_RECORD_SCHEMA, StateFile, open_state
-from controllers.errors import VarianceError
+from controllers.errors import RunInterrupted, VarianceError
 from controllers.runners.base import Runner
 from controllers.stats import coefficient_of_variation, seed_std, smoothness
 from controllers.variance.config import VarianceConfig
@@ -98,7 +110,8 @@ class _Measurement:
         """Persist the state; live :class:`JobRecord` objects inside it are serialised."""
         self.state_file.save(_serialise(self.state))
 
-    def _run(self, record: JobRecord, plans: list[TrialPlan], desired_pct: float) -> JobResult:
+    def _run(self, record: JobRecord, plans: list[TrialPlan], desired_pct: float, *,
+             max_failures: int | None = None) -> JobResult:  # fmt: skip
         spec = JobSpec(
             name=record.name,
             job_dir_uri=record.job_dir_uri,
@@ -108,8 +121,15 @@ class _Measurement:
             desired_training_pct=desired_pct,
             env=tuple(self.config.trainer.env.items()),
         )
+
+        def abort_check(view: JobView) -> StopAll | None:
+            if max_failures is not None and len(view.failures) > max_failures:
+                return StopAll(f"abort: {len(view.failures)} of {len(plans)} copies failed")
+            return None
+
         return run_job(spec, self.runner, record, persist=self.save, settings=self.config.timeouts.job_settings(),
-                       lease=self.lease, progress=self.progress, clock=self.clock, sleep=self.sleep)  # fmt: skip
+                       on_poll=abort_check, lease=self.lease, progress=self.progress, clock=self.clock,
+                       sleep=self.sleep)  # fmt: skip
 
     # -- step 1 ---------------------------------------------------------------------
     def find_workable(self) -> None:
@@ -121,9 +141,16 @@ class _Measurement:
                 attempt = attempts[-1]
             elif len(attempts) >= cfg.max_workable_attempts:
                 lines = [f"  attempt {a['attempt']}: {a['failure']}" for a in attempts]
-                raise VarianceError(
-                    f"Could not find a workable model in {len(attempts)} attempts:\n" + "\n".join(lines)
+                last = next((a for a in reversed(attempts) if a.get("failure_detail")), None)
+                if last is not None:  # the cause, as recorded: the last log lines and the log's path
+                    tail = failure_summary({"1": last["failure_detail"]}, total=1, what=f"attempt {last['attempt']}")
+                    lines += tail.splitlines()[1:]
+                st["abort_reason"] = f"Could not find a workable model in {len(attempts)} attempts:\n" + "\n".join(
+                    lines
                 )
+                st["status"] = "aborted"
+                self.save()
+                raise VarianceError(st["abort_reason"])
             else:
                 i = len(attempts) + 1
                 name = f"Find_workable_model_{i}_{cfg.job_name}"
@@ -148,6 +175,7 @@ class _Measurement:
                 why = trial.failure.message if trial.failure else f"{trial.state.value} without metrics"
                 kind = trial.failure.kind.value if trial.failure else "no_metrics"
                 attempt["failure"] = f"{kind}: {why}" + (f" ({trial.failure.advice})" if trial.failure else "")
+                attempt["failure_detail"] = trial.failure.to_dict() if trial.failure else None
             self.save()
 
     # -- step 2 ---------------------------------------------------------------------
@@ -162,12 +190,14 @@ class _Measurement:
         record = JobRecord.from_dict(st["copies_job"])
         st["copies_job"] = record
         flags = (
-            ("retrain_search_job_dir", st["workable_model_dir"]),
+            ("nas_params_str", json.dumps(st["workable_architecture"])),  # a README trainer reads this
+            ("retrain_search_job_dir", st["workable_model_dir"]),  # a reference trainer these
             ("retrain_search_job_trials", ",".join("1" for _ in ids)),
             ("retrain_use_search_job_checkpoint", "False"),
         ) + tuple(cfg.trainer.flag_items())
         self.progress.message(f"training {len(ids)} copies of the workable model to {cfg.copies_training_pct:g} %")
-        return self._run(record, [TrialPlan(t, flags) for t in ids], cfg.copies_training_pct)
+        allowed = min(int(cfg.max_failure_ratio * len(ids) + 1e-9), len(ids) - cfg.min_successful_copies)
+        return self._run(record, [TrialPlan(t, flags) for t in ids], cfg.copies_training_pct, max_failures=allowed)
 
     # -- step 3 ---------------------------------------------------------------------
     def evaluate(self, result: JobResult) -> dict[str, Any]:
@@ -184,13 +214,22 @@ class _Measurement:
                                "message": why, "advice": t.failure.advice if t.failure else ""})  # fmt: skip
         st["finished_model_dirs"] = [join_uri(result.job_dir_uri, t.trial_id) for t in finished]
         st["failed_copies"] = failed
-        if len(finished) < cfg.min_successful_copies:
-            self.save()
-            lines = [f"  copy {f['trial_id']}: {f['kind']}: {f['message']} {f['advice']}" for f in failed]
-            raise VarianceError(
-                f"only {len(finished)} of {cfg.num_copies} copies finished (need {cfg.min_successful_copies}):\n"
-                + "\n".join(lines)
+        failures = {t.trial_id: t.failure for t in result.trials if t.failure is not None}
+        if len(finished) < cfg.min_successful_copies or len(failures) / cfg.num_copies > cfg.max_failure_ratio:
+            lines = [f"only {len(finished)} of {cfg.num_copies} copies finished (need {cfg.min_successful_copies}, "
+                     f"at most {cfg.max_failure_ratio:.0%} may fail)"]  # fmt: skip
+            if failures:
+                lines.append(failure_summary(failures, total=cfg.num_copies, what="the variance copies"))
+            lines += [
+                f"  copy {f['trial_id']}: {f['kind']}: {f['message']}" for f in failed if f["kind"] == "incomplete"
+            ]
+            lines.append(
+                "fix the cause, then continue with --resume --retry-failed (the failed copies' files are kept)"
             )
+            st["abort_reason"] = "\n".join(lines)
+            st["status"] = "aborted"
+            self.save()
+            raise VarianceError(st["abort_reason"])
         curves = [
             (t.trial_id, [e.training_step_pct for e in t.metrics.training_accuracy_over_steps],
              [e.accuracy for e in t.metrics.training_accuracy_over_steps])
@@ -234,6 +273,7 @@ class _Measurement:
 
         self.storage.write(VARIANCE_CURVES_FILE, variance_curves_png([(f"copy {t}", x, y) for t, x, y in curves]))
         st["done"] = True
+        st["status"] = "done"
         self.save()
         return out
 
@@ -251,7 +291,7 @@ class _Measurement:
             "done": False,
         }
 
-    def run(self, resume: bool) -> VarianceReport:
+    def run(self, resume: bool, retry: bool = False) -> VarianceReport:
         fence = self.lease.confirm if self.lease is not None else None
         self.state_file, loaded = open_state(self.storage, MEASUREMENT_STATE_FILE, TOOL, resume=resume,
                                              schema=STATE_SCHEMA, fence=fence)  # fmt: skip
@@ -259,9 +299,21 @@ class _Measurement:
         if self.state.get("done"):
             data, _ = self.storage.read(VARIANCE_RESULT_FILE)
             return VarianceReport(json.loads(data), self.storage.uri)
+        if retry and self.state.get("copies_job") is not None:
+            record = JobRecord.from_dict(self.state["copies_job"])
+            again = retry_failed(record, log_dir=f"{self.log_dir}/{record.name}")
+            self.state["copies_job"] = record.to_dict()
+            self.progress.message(f"retrying copies {', '.join(again) or '(none)'}")
+        self.state["abort_reason"] = None
+        self.state["status"] = "running"
         self.save()
-        self.find_workable()
-        result = self.train_copies()
+        try:
+            self.find_workable()
+            result = self.train_copies()
+        except RunInterrupted:
+            self.state["status"] = "interrupted"
+            self.save()
+            raise
         return VarianceReport(self.evaluate(result), self.storage.uri)
 
 
@@ -279,6 +331,7 @@ def run_variance_measurement(
     config: VarianceConfig,
     *,
     resume: bool = False,
+    retry_failed: bool = False,
     runner: Runner | None = None,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -292,4 +345,4 @@ def run_variance_measurement(
         controllers.errors.LeaseHeldError: another controller drives the folder.
     """
     with controller_session(config, runner=runner, clock=clock, sleep=sleep) as (lease, runner):
-        return _Measurement(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume)
+        return _Measurement(config, runner, progress or NullProgress(), lease, clock, sleep).run(resume, retry_failed)

@@ -69,7 +69,7 @@ def _verbs(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser
 
 def test_one_parser_has_every_verb():
     verbs = _verbs(cli.build_parser())
-    assert set(verbs) == {*CONTROLLER_VERBS, "status", "report", "analyze", "latency-worker"}
+    assert set(verbs) == {*CONTROLLER_VERBS, "status", "report", "analyze", "dashboard", "init", "latency-worker"}
 
 
 @pytest.mark.parametrize("verb", CONTROLLER_VERBS)

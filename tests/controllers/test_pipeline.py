@@ -24,6 +24,8 @@ def _pipeline(output_dir: str) -> dict:
         "trainer": {
             "command": [sys.executable, "-m", "controllers.testing.replay_trainer"],
             "args": {"train_steps": 100, "cycle_steps": 10, "noise": 0.002},
+            "length_flag": "train_steps",
+            "decay_flag": "decay_steps",
         },
         "search_space": {
             "choices": {"quality": [round(0.3 + 0.05 * i, 2) for i in range(13)], "latency_ms": [2, 5, 9, 14, 20]}

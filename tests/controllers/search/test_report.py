@@ -79,9 +79,9 @@ def test_report_names_best_steps_cost_savings_reasons_and_warnings():
     md = build_report(_state(), controller_uri="/runs/search").markdown()
     assert "Best proxy task: **data25** (Met desired correlation)" in md
     assert "Final training steps: 1100" in md
-    assert "Savings vs full training: 12.0000 h per model" in md  # median of 10, 12, 14
+    assert "Savings vs full training: 12.0 h per model" in md  # median of 10, 12, 14
     assert "10.0% of the time, 90.0% saved" in md
-    assert "Total cost of the search: 6.0000 trial-hours over 3 proxy tasks" in md
+    assert "Total cost of the search: 6.00 h of trial time over 3 proxy tasks" in md
     assert "stop rule: lower_bound (the CI lower bound must reach the target)" in md
     assert "0.860 (n=8, [0.810, 0.950])" in md  # correlation at the decision with n and CI
     for reason in ("median training time 1.3 h >= best 1.2 h", "no stopping rule met", EXCEEDED_BEST_TRAIN_TIME):
@@ -131,3 +131,35 @@ def test_report_refuses_a_bad_state(tmp_path, broken):
     (tmp_path / "SEARCH_CONTROLLER_STATE.json").write_text(broken)
     with pytest.raises(ValueError):
         write_report(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("length", "expected"),
+    [
+        # nothing declared: the proxy's own args, no flag added (a strict argparse trainer keeps working)
+        ({"flag": None, "unit": "steps", "decay_flag": None}, {"lr": 0.1, "train_data_pct": 25, "train_steps": 9999}),
+        # a length in epochs and no decay flag: exactly one flag set
+        ({"flag": "num_epochs", "unit": "epochs", "steps_per_epoch": 100, "decay_flag": None},
+         {"lr": 0.1, "train_data_pct": 25, "train_steps": 9999, "num_epochs": 12}),
+        # steps for the length, epochs for the decay
+        ({"flag": "train_steps", "unit": "steps", "steps_per_epoch": 500, "decay_flag": "decay_epochs",
+          "decay_unit": "epochs"}, {"lr": 0.1, "train_data_pct": 25, "train_steps": 1102, "decay_epochs": 3}),
+    ],
+)  # fmt: skip
+def test_best_proxy_config_sets_exactly_the_declared_length_flags(length, expected):
+    st = _state()
+    st.settings = {"length": length}
+    cfg = best_proxy_config(st)
+    assert cfg["args"] == expected
+    if length["flag"] is None:
+        assert "declares no length flag" in cfg["note"] and "1102 steps" in cfg["note"]
+
+
+def test_trainer_section_declares_the_length():
+    from controllers.config import ConfigError, TrainerConfig, parse_config
+
+    t = parse_config({"command": ["x"], "length_flag": "num_epochs", "length_unit": "epochs", "steps_per_epoch": 50},
+                     TrainerConfig)  # fmt: skip
+    assert t.length_settings()["unit"] == "epochs"
+    with pytest.raises(ConfigError, match="steps_per_epoch is required"):
+        parse_config({"command": ["x"], "length_flag": "num_epochs", "length_unit": "epochs"}, TrainerConfig)

@@ -32,8 +32,8 @@ def test_defaults_follow_the_reference_cli():
         3.0,
         0.65,
     )
-    assert cfg.correlation == "spearman" and cfg.stop_rule == "point" and cfg.early_stop_proxy_task_if_not_best
-    assert (cfg.train_steps_arg, cfg.decay_steps_arg) == ("train_steps", "decay_steps")
+    assert cfg.correlation == "spearman" and cfg.stop_rule == "retrain" and cfg.early_stop_proxy_task_if_not_best
+    assert (cfg.train_steps_arg, cfg.decay_steps_arg) == (None, None)  # declared in the trainer section instead
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ def test_picks_cheapest_true_proxy_rejects_noisy_and_stop_now_stops(tmp_path):
         ("noisy_after_best", {**NOISY, "train_steps": 2000, "sleep_per_cycle": 0.1}),
     ]
     cfg = _config(tmp_path, proxies)
+    cfg.trainer.length_flag, cfg.trainer.decay_flag = "train_steps", "decay_steps"  # what the yaml may set
     state = SearchController(cfg).run()
     m = state.proxy_tasks_map
     states = {n: m[n].proxy_task_stats.stopping_state for n in m}
@@ -158,7 +159,10 @@ def test_too_many_failed_trials_fail_the_proxy_not_the_controller(tmp_path):
     broken = state.proxy_tasks_map["broken"]
     assert broken.proxy_task_stats.stopping_state == JOB_FAILED
     assert broken.num_failed_trials == 3 and broken.failures["2"]["kind"] == "oom"
-    assert "3 trials failed" in broken.stop_reason and "latency correlation invalid" in broken.stop_reason
+    assert (
+        "3 of 8 trials of proxy task broken failed" in broken.stop_reason
+        and "latency correlation invalid" in broken.stop_reason
+    )
     assert state.best_proxy_task_name == "good"
 
 

@@ -57,6 +57,9 @@ def test_public_api_is_curated():
         "filter_candidates", "mean_smoothness", "median_accuracy_and_hours", "next_desired_pct", "noise_ceiling",
         "num_models_to_remove", "prob_target_reachable", "rank_correlation", "seed_std", "smoothness",
         "smoothness_sample_points", "trial_id_sort_key",
+        "DEFAULT_CONFIRM", "DEFAULT_FALSE_PASS_RATE", "DEFAULT_SMOOTH", "STOP_RULES", "combine_noise", "hold_probability",
+        "median_accuracy_and_time", "models_for_half_width", "roughness_std", "seconds_at_step",
+        "ScoreCheck", "check_same_scale", "degenerate_scores", "score_scale",
     }  # fmt: skip
     assert set(S.__all__) == expected
     for name in S.__all__:
@@ -466,8 +469,8 @@ def test_best_proxy():
     assert best_proxy([]) is None
     assert best_proxy([("a", False, 0.1, 0), ("b", True, None, 1)]) is None
     assert best_proxy([("a", True, 2.0, 0), ("b", True, 0.0, 1), ("c", True, 1.0, 2)]) == "b"  # 0.0 is a time
-    assert best_proxy([("b", True, 1.0, 1), ("a", True, 1.0, 2)]) == "b"  # tie -> evaluation order
-    assert best_proxy([("b", True, 1.0, 1), ("a", True, 1.0, 1)]) == "a"  # then name
+    assert best_proxy([("b", True, 1.0, 1), ("a", True, 1.0, 2)]) == "a"  # tie -> fewer steps (unknown), then name
+    assert best_proxy([("b", True, 1.0, 1), ("a", True, 1.0, 1)]) == "a"
     assert best_proxy([S.ProxyOutcome("x", True, 3.0, 0)]) == "x"
     with pytest.raises(ValueError, match="final_hours"):
         best_proxy([("a", True, -1.0, 0)])
