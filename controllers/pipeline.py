@@ -189,6 +189,7 @@ def run_pipeline(
             continue
         stage_config = stages[stage]
         again = resume and _has_state(stage_config.controller_dir, stage)
+        progress.stage(stage, list(stages).index(stage) + 1, len(stages))
         progress.message(f"== {stage.replace('_', ' ')}{' (resumed)' if again else ''}: {stage_config.controller_dir}")
         start = time.monotonic()
         if stage == "search":
@@ -250,11 +251,9 @@ def summary_text(result: PipelineResult) -> str:
             else ""
         )
         coef = corr.get("coefficient")
-        from controllers.search.uncertainty import ceiling_blocks_target
+        from controllers.search.uncertainty import best_label
 
-        label = "Best proxy task"
-        if ceiling_blocks_target(state) is not None:  # never "good" against a target out of reach
-            label = "Cheapest proxy that passed (not a good proxy: the noise ceiling puts the target out of reach)"
+        label = best_label(state)
         lines.append(
             f"{label}: {best['proxy_task_name']}: {state.correlation_method} "
             f"{coef:.3f}{ci} at step {best['final_training_steps']}"

@@ -23,7 +23,7 @@ from controllers.engine.state import StateFile
 from controllers.search.plots import proxy_comparison_png
 from controllers.search.report import Report, _correlation_at_decision, build_report, load_search_state
 from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, SearchState
-from controllers.search.uncertainty import ceiling_blocks_target, verdict_lines
+from controllers.search.uncertainty import best_label, verdict_lines
 from controllers.selection import report as selection_report
 from controllers.selection.controller import MODEL_SELECTION_STATE_FILE
 from controllers.selection.plots import FILTERED_TRIAL_SCORES_FILE
@@ -143,9 +143,7 @@ def build_design_report(root: Storage, *, write_images: bool = True) -> Report:
         summary.append("The proxy-task search has not run: no verdict yet.")
     elif search.best_proxy_task_name:
         entry = search.proxy_tasks_map[search.best_proxy_task_name]
-        label = "Best proxy task"
-        if ceiling_blocks_target(search) is not None:  # never "good" against a target out of reach
-            label = "Cheapest proxy that passed (not a good proxy: the target is out of reach)"
+        label = best_label(search)
         summary.append(
             f"{label}: **{search.best_proxy_task_name}** ({entry.proxy_task_stats.stopping_state}), "
             f"{human_hours(entry.proxy_task_stats.final_training_time_in_hours)} of training per model."

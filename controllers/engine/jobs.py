@@ -497,6 +497,21 @@ class _Loop:
         return JobResult(self.spec.name, self.spec.job_dir_uri, trials, self.record.stop_reason)
 
 
+def _wait_for_an_end(runner: Runner, settings: JobSettings) -> bool:
+    """Wait one poll interval or until a trial ends; Ctrl-C is seen within 0.2 s (False: the runner cannot tell)."""
+    end = time.monotonic() + settings.poll_interval_secs
+    while not interrupt.requested():
+        left = end - time.monotonic()
+        if left <= 0:
+            return True
+        ended = runner.wait_for_exit(min(left, 0.2))
+        if ended is None:
+            return False
+        if ended:
+            return True
+    return True
+
+
 def run_job(
     spec: JobSpec,
     runner: Runner,
@@ -584,10 +599,8 @@ def run_job(
             break
         poll_index += 1
         # A trial's end wakes the loop at once (its slot is refilled now, not at the next poll);
-        # an injected sleeper (tests on a fake clock) always sleeps. Ctrl-C is seen after the wait
-        # (at most one poll interval), the plain sleep returns at once (interrupt.interruptible_sleep).
-        woken = settings.wake_on_trial_end and sleep is time.sleep
-        if not (woken and runner.wait_for_exit(settings.poll_interval_secs)):
+        # an injected sleeper (tests on a fake clock) always sleeps.
+        if not (settings.wake_on_trial_end and sleep is time.sleep and _wait_for_an_end(runner, settings)):
             nap(settings.poll_interval_secs)
     record.finished = True
     loop.save_now()

@@ -24,6 +24,7 @@ from what it is told to preload.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import runpy
@@ -36,22 +37,19 @@ import warnings
 from typing import Any
 
 
-def _write(path: str, obj: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _load_wrap() -> Any:
+    """The sibling ``_wrap.py`` (the same pid/exit files as a cold trial), loaded by path: nothing else is imported."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_wrap.py")
+    spec = importlib.util.spec_from_file_location("_proxy_task_wrap", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _start_ticks(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("ascii", errors="replace")
-        return int(stat[stat.rfind(")") + 2 :].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+_wrap = _load_wrap()
+_write = _wrap.write_json_atomic
+_start_ticks = _wrap.start_ticks
 
 
 def _run_trainer(argv: list[str], env: dict[str, str], cwd: str) -> int:

@@ -21,7 +21,8 @@ import subprocess
 import sys
 
 
-def _write(path: str, obj: dict) -> None:
+def write_json_atomic(path: str, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temp + fsync + rename); shared with the warm server."""
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f)
@@ -30,7 +31,7 @@ def _write(path: str, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def _start_ticks(pid: int) -> int | None:
+def start_ticks(pid: int) -> int | None:
     """Start time in 1/100 s since boot, as ``controllers.runners.process`` computes it (None without psutil)."""
     try:
         import psutil
@@ -48,7 +49,7 @@ def main(argv: list[str]) -> int:
     opts, cmd = argv[:split], argv[split + 1 :]
     values = dict(zip(opts[0::2], opts[1::2]))
     pid_file, exit_file, token = values["--pid-file"], values["--exit-file"], values.get("--token", "")
-    _write(pid_file, {"pid": os.getpid(), "start_ticks": _start_ticks(os.getpid()), "token": token})
+    write_json_atomic(pid_file, {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()), "token": token})
 
     def _ignore(signum: int, frame: object) -> None:  # a handler (not SIG_IGN): reset on exec for the child
         return None
@@ -59,10 +60,10 @@ def main(argv: list[str]) -> int:
         child = subprocess.Popen(cmd)
     except OSError as exc:
         print(f"cannot start trainer {cmd!r}: {exc}", file=sys.stderr, flush=True)
-        _write(exit_file, {"exit_code": 127, "error": str(exc)})
+        write_json_atomic(exit_file, {"exit_code": 127, "error": str(exc)})
         return 127
     rc = child.wait()
-    _write(exit_file, {"exit_code": rc})
+    write_json_atomic(exit_file, {"exit_code": rc})
     return rc if rc >= 0 else 128 - rc
 
 

@@ -197,14 +197,15 @@ class Runner(abc.ABC):
             return ""
         return "\n".join(text.splitlines()[-max_lines:])
 
-    def wait_for_exit(self, timeout: float) -> bool:
+    def wait_for_exit(self, timeout: float) -> bool | None:
         """Block up to ``timeout`` seconds, returning early when one of this runner's trials ends.
 
         The job loop calls it instead of sleeping between polls, so that a finished trial's slot
-        is refilled at once. Each ended trial wakes it at most once. Returns False, at once, when
-        this runner cannot tell (the caller then sleeps itself); the default cannot.
+        is refilled at once. Returns True when a trial ended (each end is reported once), False
+        when the timeout passed, and None, at once, when this runner cannot tell (the caller then
+        sleeps itself); the default cannot.
         """
-        return False
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release runner resources when the controller exits (trials keep running)."""

@@ -248,9 +248,9 @@ class LocalRunner(Runner):
         if fd is not None:
             os.close(fd)
 
-    def wait_for_exit(self, timeout: float) -> bool:
+    def wait_for_exit(self, timeout: float) -> bool | None:
         if not hasattr(os, "pidfd_open"):
-            return False  # not Linux >= 5.3: the job loop sleeps its poll interval
+            return None  # not Linux >= 5.3: the job loop sleeps its poll interval
         fds: dict[int, int] = {}
         for pid in sorted(self._watched - self._woke):
             fd = self._pidfds.get(pid)
@@ -262,10 +262,10 @@ class LocalRunner(Runner):
                     return True
             fds[fd] = pid
         if not fds:
-            return False
+            return None
         ready, _, _ = select.select(list(fds), [], [], max(0.0, timeout))
         self._woke.update(fds[fd] for fd in ready)
-        return True
+        return bool(ready)
 
     def recover(self, spec: TrialSpec) -> TrialHandle | None:
         if not spec.log_path:

@@ -58,8 +58,9 @@ class WarmStarter:
         log: IO[bytes]
         with open(log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=self._env, close_fds=True
-            )
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=self._env, close_fds=True,
+                start_new_session=True,  # a Ctrl-C at the terminal is the controller's to handle, not the server's
+            )  # fmt: skip
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()  # the server prints one line once the preload is done
         try:

@@ -17,7 +17,14 @@ from typing import Any
 from controllers.search.state import ProxyTaskEntry, SearchState
 from controllers.stats import models_for_half_width
 
-__all__ = ["NARROW_HALF_WIDTH", "hold_line", "generalise_line", "ceiling_blocks_target", "verdict_lines"]
+__all__ = [
+    "NARROW_HALF_WIDTH",
+    "hold_line",
+    "generalise_line",
+    "ceiling_blocks_target",
+    "best_label",
+    "verdict_lines",
+]
 
 #: The interval half-width the "about N models" figure aims at.
 NARROW_HALF_WIDTH = 0.15
@@ -71,6 +78,13 @@ def ceiling_blocks_target(state: SearchState) -> str | None:
     if nc and nc.get("target") is not None and nc.get("reachable") is False:
         return str(nc.get("message", "the noise ceiling puts the target out of reach"))
     return None
+
+
+def best_label(state: SearchState) -> str:
+    """How to name the winner: never "best" (a good proxy) against a target out of reach."""
+    if ceiling_blocks_target(state) is not None:
+        return "Cheapest proxy that passed (not a good proxy: the noise ceiling puts the target out of reach)"
+    return "Best proxy task"
 
 
 def verdict_lines(state: SearchState, entry: ProxyTaskEntry) -> list[str]:

@@ -192,6 +192,7 @@ def test_search_aborts_when_every_trial_of_a_proxy_fails_for_one_cause(tmp_path)
     assert "status: aborted" in status and "replay trainer crash requested" in status
 
     data["continue_after_failed_proxy"] = True  # the setting: go on with the next proxy
+    data["stop_rule"] = "point"  # two evaluations of "fine" are enough for the point rule
     data["controller_dir"] = str(tmp_path / "s2")
     going = _cli("search", _write(tmp_path / "s2.yaml", data), "--no-progress")
     assert going.returncode == 0, going.stdout + going.stderr

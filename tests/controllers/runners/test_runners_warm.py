@@ -126,7 +126,7 @@ def test_a_failing_preload_falls_back_to_cold_starts(tmp_path, caplog):
 
 def test_wait_for_exit_wakes_when_a_trial_ends(tmp_path):
     runner = LocalRunner(2)
-    assert runner.wait_for_exit(0.01) is False  # nothing to watch: the caller sleeps
+    assert runner.wait_for_exit(0.01) is None  # nothing to watch: the caller sleeps
     short = runner.launch(_spec(tmp_path, "1", ["python", "-c", "import time; time.sleep(0.3)"]))
     long = runner.launch(_spec(tmp_path, "2", ["python", "-c", "import time; time.sleep(120)"]))
     try:
