@@ -169,9 +169,7 @@ def interpolate_accuracy(pcts: Sequence[float], accuracies: Sequence[float], des
     if desired_pct <= prev_x:
         return 0.0  # numpy.interp clamps to the implicit (0, 0) point
     for x, y in zip(pcts, accuracies):
-        if desired_pct <= x:
-            if x == prev_x:
-                return float(y)
+        if desired_pct <= x:  # here prev_x < desired_pct <= x, so x > prev_x
             return prev_y + (desired_pct - prev_x) * (y - prev_y) / (x - prev_x)
         prev_x, prev_y = x, y
     return float(accuracies[-1])  # pragma: no cover - unreachable: pcts[-1] >= desired

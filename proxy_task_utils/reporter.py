@@ -298,6 +298,9 @@ class TrialReporter:
                     raise
                 logger.error("ignoring unreadable stop signal: %s", exc)
                 continue
+            except BaseException:
+                del self._seen_generation[name]  # not read: read it again on the next call
+                raise
             self._set_signal(name, value)
 
     def _set_signal(self, name: str, value: float | None) -> None:

@@ -87,7 +87,7 @@ def split_uri(uri: str) -> tuple[str, str]:
     parent, _, last = text.rpartition("/")
     if not last:
         raise ConfigurationError(f"{uri!r} has no last path component")
-    if "://" in text and "://" not in parent + "/":
+    if "://" in text and "://" not in parent:
         raise ConfigurationError(f"{uri!r} names a bucket, not a folder inside it")
     return parent or "/", last
 

@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import threading
-import time
 
 import pytest
 
@@ -371,7 +370,6 @@ def test_transient_errors_after_retries(monkeypatch) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once we leave the block: connections are refused
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    start = time.monotonic()
     # The first back-off sleep is at most 1 s, so a 1.5 s budget always retries at least once.
     patient = GCSStorage("unreachable-bucket", "p", retry_timeout=1.5, timeout=1.0)
     with pytest.raises(
@@ -392,7 +390,6 @@ def test_transient_errors_after_retries(monkeypatch) -> None:
             op()
     with pytest.raises(TransientStorageError):
         quick.delete("x")  # a missing object is fine, an unreachable server is not
-    assert time.monotonic() - start < 5
 
 
 # -- open_storage dispatch ------------------------------------------------------------
