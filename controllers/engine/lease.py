@@ -99,9 +99,14 @@ class Lease:
         except NotFoundError:
             return None
         try:
-            return p.load_json_object(data, path=self.storage.child_uri(LEASE_FILE)), generation
+            holder = p.load_json_object(data, path=self.storage.child_uri(LEASE_FILE))
         except CorruptFileError:
             return None, generation
+        if not isinstance(holder.get("token"), str) and not (
+            isinstance(holder.get("host"), str) and isinstance(holder.get("pid"), int)
+        ):
+            return None, generation  # names no controller: as good as unreadable
+        return holder, generation
 
     @staticmethod
     def describe(holder: dict[str, Any] | None) -> str:
