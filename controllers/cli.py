@@ -215,6 +215,8 @@ def _latency_worker(args: argparse.Namespace) -> int:
         worker_id=args.worker_id, num_workers=args.workers, device=args.device, repeats=args.repeats,
         warmup=args.warmup, poll_secs=args.poll_secs, steal_after_secs=args.steal_after_secs,
         exit_when_idle_secs=args.exit_when_idle_secs, threads=args.threads,
+        claim_timeout_secs=args.claim_timeout_secs,
+        controller_timeout_secs=args.controller_timeout_secs if args.controller_timeout_secs > 0 else None,
     )  # fmt: skip
     controller = open_storage(args.controller_dir) if args.controller_dir else None
     worker = LatencyWorker(open_storage(args.watch), config, controller=controller)
@@ -350,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-when-idle-secs", type=float, default=None,
                    help="exit after this long with nothing to do (default: wait for the controller's marker)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--claim-timeout-secs", type=float, default=120.0,
+                   help="take over a claim that stood still this long: its worker died (default 120)")  # fmt: skip
+    p.add_argument("--controller-timeout-secs", type=float, default=900.0,
+                   help="exit when the controller's lease stood still this long; 0: never (default 900)")  # fmt: skip
     return parser
 
 

@@ -25,6 +25,13 @@ that the tool embeds in its own state file; the loop mutates it and calls
   ``JobSettings.state_save_interval_secs`` and at the end: a crash loses
   nothing, the restarted loop polls those trials again and sees them ended.
 
+Fencing: with a ``lease``, every save, batch of launches, stop signal and cancel
+is preceded by ``lease.confirm()`` (renew, then act), and the lease is renewed
+before the trials' heartbeats of each poll. A controller that was frozen past the
+lease timeout and taken over gets :class:`~controllers.errors.LeaseLostError` before
+it acts: it writes nothing more, its trials' heartbeats stop (the new holder beats
+them), and the CLI exits 3.
+
 Cost per poll (``bench/poll_cost.py``): one look at the job folder, one read
 per changed file, heartbeats for about ``live * poll / heartbeat_interval``
 trials, and at most one throttled state save; never one request per trial.
@@ -47,6 +54,7 @@ Usage (the search controller)::
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -78,7 +86,7 @@ from controllers.engine.records import (
     job_dir_uri,
     trial_ranges,
 )
-from controllers.errors import RunInterrupted
+from controllers.errors import RunInterrupted, StateError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 from proxy_task_utils import protocol as p
 
@@ -112,6 +120,8 @@ __all__ = [
     "trial_ranges",
 ]
 
+logger = logging.getLogger("controllers.engine.jobs")
+
 #: Where a retried trial's earlier attempt is kept: ``<job_dir>/failed_attempts/<trial>_attempt_<k>/``
 #: (not a numeric folder, so readers of ``.../nas/search/<id>`` never take it for a trial).
 ATTEMPTS_DIR = "failed_attempts"
@@ -141,10 +151,11 @@ class _Loop:
     """State of one run of :func:`run_job` (not persisted: rebuilt from the record on resume)."""
 
     def __init__(self, spec: JobSpec, runner: Runner, record: JobRecord, persist: Callable[[], None],
-                 settings: JobSettings, clock: Callable[[], float]) -> None:  # fmt: skip
+                 settings: JobSettings, clock: Callable[[], float], lease: Lease | None = None) -> None:  # fmt: skip
         from proxy_task_utils.storage import open_storage
 
         self.spec, self.runner, self.record, self._persist = spec, runner, record, persist
+        self.lease = lease
         self.settings, self.clock = settings, clock
         self.plans = {t.trial_id: t for t in spec.trials}
         self.by_id: dict[str, TrialRecord] = {t.trial_id: t for t in record.trials}
@@ -163,9 +174,15 @@ class _Loop:
         self.last_save: float | None = None
         self.saves = 0
 
-    # -- saving -----------------------------------------------------------------------
+    # -- fencing and saving -------------------------------------------------------------
+    def fence(self) -> None:
+        """Prove the folder is still ours right before acting (raises LeaseLostError: act on nothing)."""
+        if self.lease is not None:
+            self.lease.confirm()
+
     def save_now(self) -> None:
-        """Save at once (before an action, and at the end)."""
+        """Save at once (before an action, and at the end); fenced."""
+        self.fence()
         self._persist()
         self.saves += 1
         self.dirty = False
@@ -183,6 +200,7 @@ class _Loop:
 
     # -- start / resume ---------------------------------------------------------------
     def post_initial_signals(self) -> None:
+        self.fence()
         open_ids = [t.trial_id for t in self.record.trials if not t.state.is_final]
         if self.record.interrupted and self.record.stop_reason is None:
             # Ctrl-C posted "stop now" to these: take it back (train to the job's own target)
@@ -233,7 +251,7 @@ class _Loop:
     def _skip_pending(self) -> bool:
         changed = False
         for t in self.record.trials:
-            if t.state is TrialState.PENDING:
+            if t.state is TrialState.PENDING and t.relaunches == 0:
                 t.state = TrialState.SKIPPED
                 changed = True
         return changed
@@ -254,6 +272,30 @@ class _Loop:
                 self._finish(tid, res, snap)
         return snaps
 
+    def check_finished_results(self, snaps: dict[str, TrialSnapshot]) -> None:
+        """At resume: a finished trial whose metrics cannot be read stops the run before anything acts.
+
+        Its result decided (or will decide) the tool's answer; reading it as "no metrics"
+        would change the answer silently, and the trainer cannot write it again (it
+        resumes from its final checkpoint).
+        """
+        bad = [
+            (t.trial_id, snaps[t.trial_id].metrics_error)
+            for t in self.record.trials
+            if t.state is TrialState.SUCCEEDED
+            and snaps[t.trial_id].metrics is None
+            and snaps[t.trial_id].metrics_error is not None
+        ]
+        if bad:
+            tid, why = bad[0]
+            path = self.monitor.storage.child_uri(tid, p.TRIAL_TRAINING_METRICS_FILE)
+            others = f" (and of trials {', '.join(t for t, _ in bad[1:])})" if len(bad) > 1 else ""
+            raise StateError(
+                f"job {self.spec.name}: trial {tid} finished, but its metrics file {path}{others} cannot be read "
+                f"({why}); nothing was changed. Restore the file to resume; the result cannot be recomputed "
+                "from it as it is, so otherwise start the run over in a new controller_dir"
+            )
+
     def _watch_running(self, tid: str, snap: TrialSnapshot, now: float) -> None:
         if snap.changed:
             self.last_change[tid] = now
@@ -264,6 +306,7 @@ class _Loop:
             since = self.nan_since.setdefault(tid, now)
             if now - since >= s.nan_grace_secs:
                 self.forced[tid] = classify_failure(None, "", job_status=snap.job_status)
+                self.fence()
                 self.runner.cancel(self.live[tid], grace_secs=s.cancel_grace_secs)
             return
         silent = now - self.last_change.get(tid, now)
@@ -276,6 +319,7 @@ class _Loop:
                 ADVICE[FailureKind.NO_METRICS],
                 tail,
             )
+            self.fence()
             self.runner.cancel(self.live[tid], grace_secs=s.cancel_grace_secs)
 
     def _finish(self, tid: str, res: PollResult, snap: TrialSnapshot) -> None:
@@ -297,6 +341,17 @@ class _Loop:
             return
         t.exit_code = res.exit_code
         forced = self.forced.pop(tid, None)
+        if res.status is TrialStatus.LOST and forced is None and t.relaunches < self.settings.max_relaunches_after_loss:
+            # it died with the machine (no exit record, the process gone): not its own failure.
+            # A new attempt in the same folder resumes from the trainer's checkpoint.
+            logger.warning("job %s trial %s: died without an exit code; launching it again (attempt %d)",
+                           self.spec.name, tid, t.relaunches + 2)  # fmt: skip
+            t.state, t.handle, t.launch_token, t.exit_code = TrialState.PENDING, None, None, None
+            t.relaunches += 1
+            del self.live[tid]
+            self.beat_due.pop(tid, None)
+            self.save_soon()
+            return
         had_metrics = snap.metrics is not None and bool(snap.metrics.training_accuracy_over_steps)
         log_path = self.live[tid].log_path or os.path.join(self.spec.log_dir, tid, "trainer.log")
         if forced is not None:
@@ -320,14 +375,15 @@ class _Loop:
         self.save_soon()  # a crash before the save is harmless: the restarted loop polls it again
 
     def launch_pending(self) -> None:
-        if self.record.stop_reason is not None:
-            return
+        stopped = self.record.stop_reason is not None
         room = self.runner.max_parallel - len(self.live)
         batch: list[TrialRecord] = []
         for t in self.record.trials:
             if len(batch) >= room:
                 break
-            if t.state is TrialState.PENDING:
+            # after "stop all", only trials that died with the machine go again: they read
+            # the posted stop at once and end as they would have without the crash
+            if t.state is TrialState.PENDING and (not stopped or t.relaunches > 0):
                 batch.append(t)
         if not batch:
             return
@@ -365,6 +421,8 @@ class _Loop:
             return 0
         now = self.clock()
         due = [tid for tid, at in self.beat_due.items() if at <= now]
+        if due:
+            self.fence()  # a controller taken over leaves the beats to the new holder
         for tid in due:
             self.beat_due[tid] = now + hb
         return self.monitor.write_heartbeat(due, wall_time) if due else 0
@@ -406,8 +464,9 @@ class _Loop:
         return RunInterrupted(f"job {self.spec.name}: {len(ids)} running trials were told to stop")
 
     def enforce_stop_deadline(self) -> None:
-        if self.stop_deadline is None or self.clock() < self.stop_deadline:
+        if self.stop_deadline is None or self.clock() < self.stop_deadline or not self.live:
             return
+        self.fence()
         for handle in self.live.values():
             self.runner.cancel(handle, grace_secs=self.settings.cancel_grace_secs)
 
@@ -497,27 +556,32 @@ def run_job(
         A :class:`JobResult`; failed trials are results, not exceptions.
 
     Raises:
-        controllers.engine.state.LeaseLostError: another controller took the folder over.
+        controllers.errors.LeaseLostError: another controller took the folder over.
+        controllers.errors.StateError: at resume, a finished trial's metrics file cannot be read.
         ValueError: ``spec`` and ``record`` name different trials.
     """
     settings = JobSettings() if settings is None else settings
-    loop = _Loop(spec, runner, record, persist, settings, clock)
+    loop = _Loop(spec, runner, record, persist, settings, clock, lease)
     start = clock()
     if record.finished:
-        return loop.result(loop.monitor.poll())
+        snaps = loop.monitor.poll()
+        loop.check_finished_results(snaps)
+        return loop.result(snaps)
     loop.post_initial_signals()
     loop.resume()
     poll_index = 0
     nap = interrupt.interruptible_sleep(sleep)
     while True:
         snaps = loop.poll_trials()
+        if poll_index == 0:
+            loop.check_finished_results(snaps)
         if interrupt.requested():
             raise loop.interrupted()
         loop.enforce_stop_deadline()
+        if lease is not None:
+            lease.renew()  # the lease's own heartbeat; before the trials' beats (fencing)
         loop.launch_pending()
         loop.heartbeat(time.time())
-        if lease is not None:
-            lease.renew()
         now = clock()
         view = loop.view(poll_index, now - start, snaps)
         if on_poll is not None:

@@ -74,6 +74,9 @@ class TrialSnapshot:
         job_status: Last good ``job_status.json`` value ("success", ...) or None.
         errors: Messages about unreadable files (one per corrupt generation).
         changed: Whether the metrics file changed in the last poll.
+        metrics_error: Why the metrics file's latest generation could not be
+            read (None once a generation parses): with ``metrics`` None, no good
+            record exists at all.
     """
 
     trial_id: str
@@ -83,6 +86,7 @@ class TrialSnapshot:
     job_status_generation: int | None = None
     errors: list[str] = field(default_factory=list)
     changed: bool = False
+    metrics_error: str | None = None
 
 
 class JobMonitor:
@@ -171,8 +175,11 @@ class JobMonitor:
         try:
             snap.metrics = p.TrialTrainingMetrics.from_json(data, path=path)
             snap.changed = True
+            snap.metrics_error = None
         except ProtocolError as exc:
-            message = f"{exc} (keeping the last good record)"
+            snap.metrics_error = str(exc)
+            keep = "keeping the last good record" if snap.metrics is not None else "no good record was ever read"
+            message = f"{exc} ({keep})"
             snap.errors.append(message)
             logger.warning("%s", message)
 

@@ -133,6 +133,12 @@ class JobSettings:
             must precede an action (the launch intents before a launch, the stop
             decision before "stop now" is posted) and the final save always
             happen at once. 0 saves after every change.
+        max_relaunches_after_loss: A trial that died without an exit code
+            (``LOST``: it died with the controller's machine, or its whole
+            process group was killed) did not fail by itself: it is launched
+            again as a new attempt in the same folder, so the trainer resumes
+            from its checkpoint, at most this many times; after that it is a
+            ``lost`` failure.
         wake_on_trial_end: Poll again as soon as a trial process ends (when the runner can
             tell), so its slot is refilled at once instead of at the next poll.
     """
@@ -144,6 +150,7 @@ class JobSettings:
     heartbeat_interval_secs: float | None = 60.0
     nan_grace_secs: float = 60.0
     state_save_interval_secs: float = 30.0
+    max_relaunches_after_loss: int = 5
     wake_on_trial_end: bool = True
 
 
@@ -271,7 +278,8 @@ class TrialRecord:
     handle: dict[str, Any] | None = None
     exit_code: int | None = None
     failure: Failure | None = None
-    launches: int = 0  # launches of the current attempt (must end at most 1)
+    launches: int = 0  # launches of the current attempt (must end at most 1 + relaunches)
+    relaunches: int = 0  # launches again after the trial died with its machine (never a duplicate)
     #: earlier attempts that failed (``--retry-failed``): their failure and where their files were kept
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -284,6 +292,7 @@ class TrialRecord:
             "exit_code": self.exit_code,
             "failure": None if self.failure is None else self.failure.to_dict(),
             "launches": self.launches,
+            "relaunches": self.relaunches,
             "attempts": list(self.attempts),
         }
 
@@ -297,6 +306,7 @@ class TrialRecord:
             exit_code=obj.get("exit_code"),
             failure=None if obj.get("failure") is None else Failure.from_dict(obj["failure"]),
             launches=int(obj.get("launches", 0)),
+            relaunches=int(obj.get("relaunches", 0)),
             attempts=list(obj.get("attempts") or []),
         )
 

@@ -8,7 +8,8 @@ before their first launch (a resumed run too)::
 
 which removes a stale ``controller_finished.json`` (a resumed run's workers
 must not exit at once), starts the local worker processes when the config says
-so, and at the end (success, failure, abort, Ctrl-C) writes the marker, waits
+so, and at the end (success, failure, abort, Ctrl-C; not a lost lease: the folder is
+then another controller's) writes the marker, waits
 ``latency.exit_timeout_secs`` for the workers to exit and stops the rest.
 
 :func:`trial_latency` reads a trial's latency from the source the mode names,
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterator
 
 from controllers.config import ControllerConfig
+from controllers.errors import LeaseLostError
 from controllers.latency.worker import (
     clear_controller_finished,
     mark_controller_finished,
@@ -103,14 +105,15 @@ def latency_workers(config: ControllerConfig) -> Iterator[list[subprocess.Popen[
     storage = open_storage(config.controller_dir)
     clear_controller_finished(storage)
     procs: list[subprocess.Popen[bytes]] = []
-    reason = "finished"
+    reason: str | None = "finished"
     try:
         if lat.starts_local_workers(config.controller_dir):
             procs = start_local_workers(
                 storage.uri,
                 lat.num_workers,
                 device=lat.device,
-                extra_args=lat.worker_args,
+                # the workers stop when this controller's lease stops beating (a killed controller)
+                extra_args=["--controller-timeout-secs", f"{config.timeouts.lease_timeout_secs:g}", *lat.worker_args],
                 log_dir=config.runner.log_dir_for(config.controller_dir),
             )
             logger.info("started %d latency worker(s) on %s: pids %s", len(procs), lat.device, [w.pid for w in procs])
@@ -123,12 +126,16 @@ def latency_workers(config: ControllerConfig) -> Iterator[list[subprocess.Popen[
                 lat.device,
             )
         yield procs
+    except LeaseLostError:
+        reason = None  # the folder is another controller's now: its workers serve it, write nothing
+        raise
     except BaseException as exc:
         reason = f"failed: {type(exc).__name__}: {exc}"[:500]
         raise
     finally:
         try:
-            mark_controller_finished(storage, reason=reason)
+            if reason is not None:
+                mark_controller_finished(storage, reason=reason)
         except StorageError as exc:  # the workers must still be stopped
             logger.error("cannot write the controller_finished marker in %s: %s", storage.uri, exc)
         finally:

@@ -16,6 +16,13 @@ unless it changed state. For each unanswered, unclaimed model:
 2. **Claim** with one create-only write of ``saved_model/latency_worker_id.json``
    (``{"latency_worker_id": K, ...}``, reference key kept). Exactly one worker
    wins, on a folder or on GCS; the losers skip the model. No write/sleep/re-read.
+   While it measures, the winner rewrites its claim (a beat counter, by
+   compare-and-swap) every ``--claim-timeout-secs / 4``. A claim that stood still
+   for ``--claim-timeout-secs`` (on this worker's clock; the listing gives its
+   generation, so watching costs nothing) belongs to a dead worker: it is taken
+   over by compare-and-swap (one winner again) and the model is measured, so the
+   waiting trainer gets its answer. A claim whose answer was lost in transit
+   (the create landed, a retry got 412) is recognised as ours by its content.
 3. **Measure** batch-1 latency after ``--warmup`` runs: median (reported as
    ``latency_in_milliseconds``) and p90 of ``--repeats`` runs, plus memory
    (GPU: ``torch.cuda.max_memory_allocated`` growth; CPU: process RSS growth).
@@ -25,7 +32,9 @@ unless it changed state. For each unanswered, unclaimed model:
 
 Exit rule (the first that holds): the controller has written
 ``controller_finished.json`` into its folder (``--controller-dir``, default
-``--watch``); or no model was pending for this worker for
+``--watch``); or the controller's heartbeat stopped: its lease
+(``controller.lease`` in that folder), once seen, is gone or has not changed for
+``--controller-timeout-secs``; or no model was pending for this worker for
 ``--exit-when-idle-secs``; or SIGTERM. The check runs between two models, so a
 started measurement is always answered. A resumed controller must call
 :func:`clear_controller_finished` before it starts workers.
@@ -33,20 +42,22 @@ started measurement is always answered. A resumed controller must call
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import importlib
 import logging
 import os
-import resource
 import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from controllers.engine.lease import LEASE_FILE
 from proxy_task_utils import protocol as p
 from proxy_task_utils.errors import ConfigurationError, NotFoundError, PreconditionFailedError, StorageError
 from proxy_task_utils.latency import (
@@ -116,6 +127,12 @@ class TrialState:
     claimed: bool
     answered: bool
     failed: bool
+    claim_generation: int | None = None  # the claim file's generation in that listing
+
+    @property
+    def in_flight(self) -> bool:
+        """Claimed, and neither answered nor failed: a worker measures it (or died doing so)."""
+        return self.claimed and not (self.answered or self.failed)
 
     @property
     def pending(self) -> bool:
@@ -124,7 +141,7 @@ class TrialState:
 
 def scan_exports(objects: Sequence[ObjectInfo]) -> tuple[dict[str, TrialState], bool]:
     """Trial states from one recursive listing, and whether the root holds the finished marker."""
-    names = {o.name for o in objects}
+    names = {o.name: o.generation for o in objects}
     states: dict[str, TrialState] = {}
     for name in names:
         if name == EXPORT_MANIFEST_FILE or name.endswith("/" + EXPORT_MANIFEST_FILE):
@@ -134,6 +151,7 @@ def scan_exports(objects: Sequence[ObjectInfo]) -> tuple[dict[str, TrialState], 
                 claimed=prefix + p.LATENCY_WORKER_ID_FILE in names,
                 answered=prefix + p.MODEL_LATENCY_FILE in names,
                 failed=prefix + LATENCY_ERROR_FILE in names,
+                claim_generation=names.get(prefix + p.LATENCY_WORKER_ID_FILE),
             )
     return dict(sorted(states.items())), CONTROLLER_FINISHED_FILE in names
 
@@ -154,6 +172,8 @@ class WorkerConfig:
     steal_after_secs: float | None = None  # None: two polls
     exit_when_idle_secs: float | None = None  # None: never (wait for the controller's marker)
     threads: int | None = None  # torch intra-op threads
+    claim_timeout_secs: float = 120.0  # a claim that stands still this long is a dead worker's
+    controller_timeout_secs: float | None = 900.0  # exit when the controller's lease stands still; None: never
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
@@ -171,11 +191,14 @@ class WorkerConfig:
         for name, value in (
             ("--steal-after-secs", self.steal_after_secs),
             ("--exit-when-idle-secs", self.exit_when_idle_secs),
+            ("--controller-timeout-secs", self.controller_timeout_secs),
         ):
             if value is not None and not value >= 0:
                 raise ConfigurationError(f"{name} must be >= 0, but got {value}")
         if not (self.device == "cpu" or self.device.startswith(("cuda", "gpu"))):
             raise ConfigurationError(f"--device must be cpu, cuda, cuda:N or gpu, but got {self.device!r}")
+        if not self.claim_timeout_secs > 0:
+            raise ConfigurationError(f"--claim-timeout-secs must be > 0, but got {self.claim_timeout_secs}")
         if self.threads is not None and self.threads < 1:
             raise ConfigurationError(f"--threads must be >= 1, but got {self.threads}")
 
@@ -191,6 +214,7 @@ class PollResult:
     handled: int
     waiting: int
     controller_finished: bool
+    controller_gone: str = ""  # why the controller is considered gone ("" while it beats)
 
 
 @dataclass
@@ -203,21 +227,16 @@ class WorkerSummary:
     measured: list[str] = field(default_factory=list)  # answers written
     errors: list[str] = field(default_factory=list)
     lost_claims: list[str] = field(default_factory=list)
+    taken_over: list[str] = field(default_factory=list)  # claims of dead workers this worker took over
     polls: int = 0
     exit_reason: str = ""
 
 
 def current_rss_bytes() -> int:
-    """Resident memory of this process now (Linux), else its peak (``ru_maxrss``)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    """Resident memory of this process now (psutil: every platform)."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 class LatencyWorker:
@@ -251,6 +270,8 @@ class LatencyWorker:
         self._first_seen: dict[str, float] = {}
         self._done: set[str] = set()
         self._threads_set = False
+        self._claims_seen: dict[str, tuple[int, float]] = {}  # prefix -> (claim generation, since)
+        self._lease_seen: tuple[int | None, float] | None = None  # (controller lease generation, since)
 
     def trial_uri(self, prefix: str) -> str:
         return self.storage.child_uri(prefix) if prefix else self.storage.uri
@@ -259,14 +280,28 @@ class LatencyWorker:
     def poll_once(self) -> PollResult:
         """List once, then claim and measure what is ours (and what may be stolen)."""
         self.summary.polls += 1
-        states, finished = scan_exports(self.storage.list(""))
+        listing = self.storage.list("")
+        states, finished = scan_exports(listing)
         if self.controller is not None:
             finished = self.controller.exists(CONTROLLER_FINISHED_FILE)
         if finished:
             return PollResult(handled=0, waiting=0, controller_finished=True)
         now = self.clock()
+        gone = self._controller_gone(listing, now)
+        if gone:
+            return PollResult(handled=0, waiting=0, controller_finished=False, controller_gone=gone)
         own, others, waiting = [], [], 0
+        orphans = []
         for prefix, state in states.items():
+            if state.in_flight and state.claim_generation is not None:
+                seen = self._claims_seen.get(prefix)
+                if seen is None or seen[0] != state.claim_generation:
+                    self._claims_seen[prefix] = (state.claim_generation, now)  # it beats
+                elif now - seen[1] >= self.config.claim_timeout_secs:
+                    orphans.append(prefix)  # its worker stopped beating: take it over
+                    continue
+                waiting += 1  # someone measures it (or died doing so): still work in sight
+                continue
             if prefix in self._done:
                 continue
             if not state.pending:
@@ -280,13 +315,41 @@ class LatencyWorker:
             else:
                 waiting += 1  # another shard's, not stealable yet: still work in sight
         handled = 0
-        for prefix in own + others:
+        for prefix in own + others + orphans:
             if self.stop_requested:
                 break
-            if self._claim(prefix):
-                self._measure_and_answer(prefix, stolen=prefix in others)
+            if prefix in orphans:
+                generation = self._take_over(prefix, self._claims_seen.pop(prefix)[0])
+            else:
+                generation = self._claim(prefix)
+            if generation is not None:
+                with self._beating(prefix, generation):
+                    self._measure_and_answer(prefix, stolen=prefix not in own)
                 handled += 1
         return PollResult(handled=handled, waiting=waiting, controller_finished=False)
+
+    def _controller_gone(self, listing: Sequence[ObjectInfo], now: float) -> str:
+        """Why the controller is gone ("" while its lease beats, or before it was ever seen)."""
+        timeout = self.config.controller_timeout_secs
+        if timeout is None:
+            return ""
+        if self.controller is not None:
+            generation = self.controller.generations([LEASE_FILE]).get(LEASE_FILE)
+        else:  # watching the controller folder itself: the listing holds the lease
+            generation = next((o.generation for o in listing if o.name == LEASE_FILE), None)
+        seen = self._lease_seen
+        if seen is None:
+            if generation is not None:
+                self._lease_seen = (generation, now)
+            return ""
+        if generation is None:
+            return "the controller's lease is gone (it ended)"
+        if generation != seen[0]:
+            self._lease_seen = (generation, now)
+            return ""
+        if now - seen[1] >= timeout:
+            return f"the controller's heartbeat (its lease) stood still for {timeout:g} s"
+        return ""
 
     def run(self) -> WorkerSummary:
         """Poll until the exit rule holds; returns the summary."""
@@ -299,6 +362,9 @@ class LatencyWorker:
                 result = PollResult(handled=0, waiting=0, controller_finished=False)
             if result.controller_finished:
                 self.summary.exit_reason = "controller finished"
+                return self.summary
+            if result.controller_gone:
+                self.summary.exit_reason = result.controller_gone
                 return self.summary
             now = self.clock()
             if result.handled or result.waiting:
@@ -313,19 +379,80 @@ class LatencyWorker:
         return self.summary
 
     # -- claim, measure, answer -----------------------------------------------------------------
-    def _claim(self, prefix: str) -> bool:
+    def _claim_body(self, beat: int) -> bytes:
+        return p.dump_json(
+            {"latency_worker_id": self.config.worker_id, "worker_instance": self.instance, "claim_beat": beat}
+        )
+
+    def _claim(self, prefix: str) -> int | None:
+        """Create-only claim; the claim's generation if this worker won, else None."""
         trial = self.storage.child(prefix) if prefix else self.storage
-        body = p.dump_json({"latency_worker_id": self.config.worker_id, "worker_instance": self.instance})
+        body = self._claim_body(0)
         self._done.add(prefix)  # won or lost, this worker never tries it again
         try:
-            trial.write_if_absent(p.LATENCY_WORKER_ID_FILE, body)
+            generation = trial.write_if_absent(p.LATENCY_WORKER_ID_FILE, body)
         except PreconditionFailedError:
-            logger.info("worker %d: %s was claimed by another worker", self.config.worker_id, self.trial_uri(prefix))
-            self.summary.lost_claims.append(self.trial_uri(prefix))
-            return False
+            generation = self._ours(trial, body)  # a lost answer to our own create
+            if generation is None:
+                logger.info(
+                    "worker %d: %s was claimed by another worker", self.config.worker_id, self.trial_uri(prefix)
+                )
+                self.summary.lost_claims.append(self.trial_uri(prefix))
+                return None
         logger.info("worker %d: claimed %s", self.config.worker_id, self.trial_uri(prefix))
         self.summary.claimed.append(self.trial_uri(prefix))
-        return True
+        return generation
+
+    def _take_over(self, prefix: str, generation: int) -> int | None:
+        """Compare-and-swap the claim of a worker that stopped beating; the new generation if we won."""
+        trial = self.storage.child(prefix) if prefix else self.storage
+        body = self._claim_body(0)
+        try:
+            new = trial.write_if_generation(p.LATENCY_WORKER_ID_FILE, body, generation)
+        except (PreconditionFailedError, NotFoundError):
+            new = self._ours(trial, body)
+            if new is None:
+                return None  # it beat after all, or another worker took it over first
+        uri = self.trial_uri(prefix)
+        logger.warning("worker %d: took over %s: its claim stood still for %g s", self.config.worker_id, uri,
+                       self.config.claim_timeout_secs)  # fmt: skip
+        self.summary.claimed.append(uri)
+        self.summary.taken_over.append(uri)
+        return new
+
+    @staticmethod
+    def _ours(trial: Storage, body: bytes) -> int | None:
+        try:
+            data, generation = trial.read(p.LATENCY_WORKER_ID_FILE)
+        except NotFoundError:
+            return None
+        return generation if data == body else None
+
+    @contextlib.contextmanager
+    def _beating(self, prefix: str, generation: int) -> Iterator[None]:
+        """Rewrite our claim every ``claim_timeout_secs / 4`` while the model is measured (a thread)."""
+        trial = self.storage.child(prefix) if prefix else self.storage
+        stop = threading.Event()
+
+        def beat() -> None:
+            gen, n = generation, 0
+            while not stop.wait(self.config.claim_timeout_secs / 4):
+                n += 1
+                try:
+                    gen = trial.write_if_generation(p.LATENCY_WORKER_ID_FILE, self._claim_body(n), gen)
+                except (PreconditionFailedError, NotFoundError):
+                    logger.warning("worker %d: lost the claim of %s", self.config.worker_id, self.trial_uri(prefix))
+                    return  # taken over: the answers are create-only, the first one stays
+                except StorageError as exc:  # a hiccup: the next beat tries again
+                    logger.warning("worker %d: cannot beat %s: %s", self.config.worker_id, self.trial_uri(prefix), exc)
+
+        thread = threading.Thread(target=beat, name="claim-beat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _measure_and_answer(self, prefix: str, *, stolen: bool) -> None:
         trial = self.storage.child(prefix) if prefix else self.storage

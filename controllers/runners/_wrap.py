@@ -1,7 +1,7 @@
 """Tiny launcher that records a trial's pid and exit code in files beside its log.
 
-``python -s <path>/_wrap.py --token T --pid-file P --exit-file E -- argv...`` (stdlib only, run by path
-so that it imports nothing else).
+``python -s <path>/_wrap.py --token T --pid-file P --exit-file E -- argv...`` (stdlib only, plus psutil
+for the start time when it is installed; run by path so that it imports nothing else).
 
 Why: a controller restarted after a crash is no longer the parent of its
 trials, so it cannot ``wait()`` for their exit codes. This wrapper is the
@@ -32,12 +32,12 @@ def write_json_atomic(path: str, obj: dict) -> None:
 
 
 def start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux); None elsewhere or when it is gone."""
+    """Start time in 1/100 s since boot, as ``controllers.runners.process`` computes it (None without psutil)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("ascii", errors="replace")
-        return int(stat[stat.rfind(")") + 2 :].split()[19])
-    except (OSError, IndexError, ValueError):
+        import psutil
+
+        return round((psutil.Process(pid).create_time() - psutil.boot_time()) * 100)
+    except Exception:  # noqa: BLE001 - no psutil, or the process is not visible: the pid alone identifies it
         return None
 
 

@@ -70,8 +70,8 @@ class TrialHandle:
         runner: Name of the runner that launched it ("local", ...).
         external_id: Runner-specific id (local: the pid as a string).
         pgid: Process group id (local runner) or None.
-        start_ticks: Process start time in clock ticks since boot (``/proc/<pid>/stat``
-            field 22); tells a recycled pid from ours. None when unknown.
+        start_ticks: Process start time in 1/100 s since boot (``controllers.runners.process``
+            ); tells a recycled pid from ours. None when unknown.
         started_at: Wall-clock launch time, for display only (never compared).
         argv: The launched command.
         log_path: Where the output goes.

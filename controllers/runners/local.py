@@ -4,7 +4,7 @@ Each trial runs as ``python -s .../controllers/runners/_wrap.py ... -- <argv>`` 
 new session (its own process group), never through a shell. The wrapper
 writes ``<log>.pid.json`` (pid, start time, launch token) before starting the
 trainer and ``<log>.exit.json`` when it ends, so a controller restarted after
-a crash can re-attach to running trials (pid + ``/proc`` start time, so a
+a crash can re-attach to running trials (pid + its start time, so a
 recycled pid is not mistaken for ours) and still learn the exit codes of
 trials that ended while it was down.
 
@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
-from controllers.runners.process import pid_alive, process_start_ticks
+from controllers.runners.process import find_processes, pid_alive, process_start_ticks
 from controllers.runners.warm import WarmStarter, warm_argv
 
 __all__ = ["LocalRunner", "trial_env"]
@@ -304,17 +304,5 @@ class LocalRunner(Runner):
 
 def _find_by_token(token: str) -> tuple[int, int | None] | None:
     """A wrapper process started with ``--token <token>`` that has not written its pid file yet."""
-    needle = b"\x00--token\x00" + token.encode() + b"\x00"
-    try:
-        pids = [int(d) for d in os.listdir("/proc") if d.isdigit()]
-    except OSError:
-        return None
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if needle in cmdline and _WRAP_SCRIPT.encode() in cmdline:
-            return pid, process_start_ticks(pid)
-    return None
+    found = find_processes(["--token", token, _WRAP_SCRIPT])
+    return found[0] if found else None

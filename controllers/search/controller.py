@@ -53,6 +53,7 @@ from controllers.search.state import (
     RAN_TILL_COMPLETION,
     RUNNING,
     SEARCH_CONTROLLER_STATE_FILE,
+    STATE_SCHEMA,
     ProxyTaskEntry,
     SearchState,
 )
@@ -122,7 +123,7 @@ class SearchController:
         self.progress = progress or NullProgress()
         self.clock = clock
         self.sleep = sleep
-        self.state_file = StateFile(self.storage, SEARCH_CONTROLLER_STATE_FILE, kind=STATE_KIND)
+        self.state_file = StateFile(self.storage, SEARCH_CONTROLLER_STATE_FILE, kind=STATE_KIND, schema=STATE_SCHEMA)
         self.state = SearchState()
         self.reference: ReferenceModels | None = None
         self.ceiling: Ceiling | None = None
@@ -302,6 +303,7 @@ class SearchController:
         """
         with controller_session(self.config, runner=self.runner, clock=self.clock, sleep=self.sleep) as (lease, runner):
             self._lease, self.runner = lease, runner
+            self.state_file.fence = lease.confirm  # fencing: every save proves the folder is still ours
             return self._run()
 
     def _run(self) -> SearchState:

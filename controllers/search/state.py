@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.engine.state import JOB_RECORD_SCHEMA
 from proxy_task_utils import protocol
 from proxy_task_utils.errors import ConfigurationError, NotFoundError
 from proxy_task_utils.storage import Storage
@@ -39,6 +40,7 @@ __all__ = [
     "ProxyTaskStats",
     "ProxyTaskEntry",
     "SearchState",
+    "STATE_SCHEMA",
 ]
 
 SEARCH_CONTROLLER_STATE_FILE = "SEARCH_CONTROLLER_STATE.json"
@@ -53,6 +55,11 @@ RAN_TILL_COMPLETION = "Ran till completion"
 PENDING, RUNNING, DONE = "pending", "running", "done"
 
 _MAX_DECISION_LOG = 500
+
+#: What a resumed search cannot do without (checked on load; a reference file has no ``job`` keys).
+STATE_SCHEMA = {
+    "proxy_tasks_map": {"*": {"status?": frozenset({PENDING, RUNNING, DONE}), "job?": (type(None), JOB_RECORD_SCHEMA)}},
+}
 
 
 @dataclass

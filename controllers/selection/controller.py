@@ -47,7 +47,7 @@ from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.search_space import load_search_space, sample_architectures
 from controllers.engine.session import controller_session
-from controllers.engine.state import StateFile, open_state
+from controllers.engine.state import JOB_RECORD_SCHEMA, StateFile, open_state
 from controllers.errors import ModelSelectionAborted, RunInterrupted
 from controllers.latency.mode import latency_workers, missing_latency_hint, trial_latency
 from controllers.runners.base import Runner
@@ -101,6 +101,27 @@ REFERENCE_KEYS: dict[str, frozenset[str]] = {
 }
 
 TOOL = "model_selection"
+
+
+#: What a resumed run cannot do without (checked on load: a missing or mistyped key is a StateError).
+STATE_SCHEMA = {
+    "status": frozenset({"running", "done", "aborted", "interrupted"}),
+    "architectures": dict,
+    "iterations": [
+        {
+            "iteration": int,
+            "num_trials": int,
+            "job_dir": str,
+            "desired_training_step_pct": float,
+            "source_trials": (type(None), list),
+            "trials_to_retrain": list,
+            "job": JOB_RECORD_SCHEMA,
+            "scores": dict,
+            "failures": dict,
+            "done": bool,
+        }
+    ],
+}
 
 
 @dataclass
@@ -410,8 +431,10 @@ class _Selection:
             job_storage.write(f"{new_id}/{p.TRIAL_TRAINING_METRICS_FILE}", data)
 
     def run(self, resume: bool, retry: bool = False) -> ModelSelectionResult:
-        self.state_file, loaded = open_state(self.storage, MODEL_SELECTION_STATE_FILE, TOOL, resume=resume)
-        self.state = loaded or self.new_state()
+        fence = self.lease.confirm if self.lease is not None else None
+        self.state_file, loaded = open_state(self.storage, MODEL_SELECTION_STATE_FILE, TOOL, resume=resume,
+                                             schema=STATE_SCHEMA, fence=fence)  # fmt: skip
+        self.state = loaded if loaded is not None else self.new_state()
         if retry:
             self.retry_failed()
         if self.state["status"] == "aborted":

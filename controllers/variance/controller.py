@@ -41,7 +41,7 @@ from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.search_space import load_search_space, sample_architectures
 from controllers.engine.session import controller_session
-from controllers.engine.state import StateFile, open_state
+from controllers.engine.state import JOB_RECORD_SCHEMA, StateFile, open_state
 from controllers.errors import RunInterrupted, VarianceError
 from controllers.runners.base import Runner
 from controllers.stats import coefficient_of_variation, seed_std, smoothness
@@ -59,6 +59,13 @@ __all__ = [
 ]
 
 MEASUREMENT_STATE_FILE = "measurement_state.json"
+#: What a resumed run cannot do without (checked on load: a missing or mistyped key is a StateError).
+STATE_SCHEMA = {
+    "workable_model_dir": str,
+    "attempts": [{"attempt": int, "architecture": dict, "job": JOB_RECORD_SCHEMA}],
+    "copies_job": (type(None), JOB_RECORD_SCHEMA),
+    "done": bool,
+}
 VARIANCE_RESULT_FILE = "variance_and_smoothness.json"
 #: The reference's keys of each file (reference §2), with the reference's meaning.
 REFERENCE_KEYS: dict[str, frozenset[str]] = {
@@ -270,9 +277,8 @@ class _Measurement:
         self.save()
         return out
 
-    def run(self, resume: bool, retry: bool = False) -> VarianceReport:
-        self.state_file, loaded = open_state(self.storage, MEASUREMENT_STATE_FILE, TOOL, resume=resume)
-        self.state = loaded or {
+    def new_state(self) -> dict[str, Any]:
+        return {
             "workable_model_dir": "",
             "training_job_name": "",
             "finished_model_dirs": [],
@@ -284,6 +290,12 @@ class _Measurement:
             "failed_copies": [],
             "done": False,
         }
+
+    def run(self, resume: bool, retry: bool = False) -> VarianceReport:
+        fence = self.lease.confirm if self.lease is not None else None
+        self.state_file, loaded = open_state(self.storage, MEASUREMENT_STATE_FILE, TOOL, resume=resume,
+                                             schema=STATE_SCHEMA, fence=fence)  # fmt: skip
+        self.state = loaded if loaded is not None else self.new_state()
         if self.state.get("done"):
             data, _ = self.storage.read(VARIANCE_RESULT_FILE)
             return VarianceReport(json.loads(data), self.storage.uri)

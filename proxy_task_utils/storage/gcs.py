@@ -16,6 +16,11 @@ Imported lazily by ``open_storage("gs://...")``; needs ``google-cloud-storage``
   ``DEFAULT_RETRY_IF_GENERATION_SPECIFIED`` would allow), a plain write uploads
   a whole object (replaying it gives the same content), and ``delete`` ignores
   404. What still fails is raised as :class:`TransientStorageError`.
+* A lost answer: when a create-only or compare-and-swap upload was sent more
+  than once (its first answer never came) and the retry gets 412, the object
+  is read back; if it holds exactly our bytes, the first attempt was ours and
+  the write succeeded. Writers that race with equal bytes must put a unique
+  token in the payload (the lease and the latency claims do).
 * ``request_count`` counts real HTTP requests, retries included: a transport
   adapter on the shared session credits them to the storage whose call is
   running in the current thread.
@@ -74,6 +79,7 @@ class _CountingAdapter(requests.adapters.HTTPAdapter):
         owner = getattr(_ACTIVE, "storage", None)
         if owner is not None:
             owner._count_request()
+            _ACTIVE.attempts = getattr(_ACTIVE, "attempts", 0) + 1
         return super().send(*args, **kwargs)
 
 
@@ -182,6 +188,7 @@ class GCSStorage(Storage):
         uri = f"gs://{self._bucket_name}/{key}"
         previous = getattr(_ACTIVE, "storage", None)
         _ACTIVE.storage = self
+        _ACTIVE.attempts = 0
         try:
             yield
         except gexc.NotFound as exc:
@@ -255,14 +262,28 @@ class GCSStorage(Storage):
             raise TypeError(f"data must be bytes, but got {type(data).__name__}")
         key = self._key(name)
         blob = self._bucket.blob(key)
-        with self._call(key, what):
-            blob.upload_from_string(
-                bytes(data),
-                content_type=_content_type(key),
-                if_generation_match=if_generation_match,
-                retry=self._retry,
-                timeout=self._timeout,
-            )
+        data = bytes(data)
+        try:
+            with self._call(key, what):
+                blob.upload_from_string(
+                    data,
+                    content_type=_content_type(key),
+                    if_generation_match=if_generation_match,
+                    retry=self._retry,
+                    timeout=self._timeout,
+                )
+        except PreconditionFailedError:
+            if if_generation_match is None or getattr(_ACTIVE, "attempts", 0) <= 1:
+                raise  # answered at the first attempt: a real conflict
+            try:  # a retry after a lost answer: did our first attempt land?
+                current, generation = self.read(name)
+            except NotFoundError:
+                raise PreconditionFailedError(
+                    f"gs://{self._bucket_name}/{key}: precondition failed ({what}) and the object is gone", uri=key
+                ) from None
+            if current != data:
+                raise
+            return generation
         return int(blob.generation)
 
     def write(self, name: str, data: bytes, *, durable: bool = True) -> int:

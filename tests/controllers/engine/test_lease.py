@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -14,6 +16,12 @@ from controllers.runners.process import process_start_ticks
 from proxy_task_utils.storage import LocalStorage
 
 FOREIGN = {"host": "other-host", "pid": 1, "pid_start_ticks": 1, "token": "theirs", "heartbeat": 0}
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def _lease_file(storage: LocalStorage) -> dict:
@@ -74,10 +82,10 @@ def test_renew_after_the_file_is_gone_loses_the_lease(tmp_path):
     storage = LocalStorage(tmp_path)
     lease = Lease(storage)
     lease.acquire()
-    storage.delete(LEASE_FILE)
-    with pytest.raises(LeaseLostError, match="taken over"):
+    storage.delete(LEASE_FILE)  # another controller took it over and finished, or a user removed it
+    with pytest.raises(LeaseLostError, match="was removed"):
         lease.renew()
-    assert not lease.held
+    assert not lease.held and not storage.exists(LEASE_FILE)  # not written again
 
 
 def test_release_leaves_another_controllers_lease_in_place(tmp_path):
@@ -113,8 +121,8 @@ def test_release_survives_a_missing_or_corrupt_file(tmp_path):
     assert not lease.held
     lease.acquire()
     storage.write(LEASE_FILE, b"{torn")
-    lease.release()
-    assert not lease.held and storage.read(LEASE_FILE)[0] == b"{torn"
+    lease.release()  # unreadable: ours (a taker-over writes a readable lease), so removed
+    assert not lease.held and not storage.exists(LEASE_FILE)
 
 
 def test_context_manager_acquires_and_releases(tmp_path):
@@ -224,12 +232,15 @@ def test_reused_pid_on_this_host_is_dead(tmp_path):
 
 
 @pytest.mark.parametrize("holder", [b"{torn", b"{}", b'{"host": "%s", "pid": "12"}'])
-def test_unreadable_or_ownerless_lease_is_taken_over(tmp_path, holder):
+def test_unreadable_or_ownerless_lease_is_held_until_it_stands_still(tmp_path, holder):
     storage = LocalStorage(tmp_path)
     storage.write(LEASE_FILE, holder.replace(b"%s", socket.gethostname().encode()))
-    lease = Lease(storage)
-    lease.acquire(watch_secs=0)
-    assert lease.held and _lease_file(storage)["token"] == lease.token
+    with pytest.raises(LeaseHeldError, match="unknown controller"):  # its live holder may rewrite it
+        Lease(storage).acquire(watch_secs=0)
+    t = FakeTime()
+    lease = Lease(storage, timeout_secs=30, clock=t.clock, sleep=t.sleep)
+    lease.acquire()
+    assert lease.held and _lease_file(storage)["token"] == lease.token and t.now >= 30
 
 
 def test_lease_released_between_create_and_read_is_retried(tmp_path):
@@ -252,7 +263,8 @@ def test_lease_released_between_create_and_read_is_retried(tmp_path):
 
 def test_losing_the_takeover_race_looks_again(tmp_path):
     storage = LocalStorage(tmp_path)
-    storage.write(LEASE_FILE, b"{torn")
+    dead = {**FOREIGN, "host": socket.gethostname(), "pid": _dead_pid(), "token": "dead"}
+    storage.write(LEASE_FILE, json.dumps(dead).encode())
 
     class Raced(LocalStorage):
         raced = False
@@ -293,7 +305,19 @@ def test_renew_messages(tmp_path):
     storage.delete(LEASE_FILE)
     with pytest.raises(LeaseLostError) as info:
         lease.renew()
-    assert str(info.value) == f"{tmp_path / LEASE_FILE} was taken over by another controller; stopping"
+    assert str(info.value) == (
+        f"{tmp_path / LEASE_FILE} was removed while this controller held it; "
+        "another controller may have run meanwhile: this one stops acting on the folder"
+    )
+    lease = Lease(storage)
+    lease.acquire()
+    storage.write(LEASE_FILE, json.dumps(FOREIGN).encode())
+    with pytest.raises(LeaseLostError) as info:
+        lease.renew()
+    assert str(info.value) == (
+        f"{tmp_path / LEASE_FILE} was taken over by another controller (host 'other-host', pid 1); "
+        "this controller stops acting on the folder"
+    )
 
 
 def test_live_local_holder_with_unreadable_start_ticks_is_alive(tmp_path):

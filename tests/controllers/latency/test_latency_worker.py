@@ -197,19 +197,26 @@ def test_worker_measures_its_shard_first_and_steals_after_the_delay(tmp_path) ->
     assert read_trial_latency(trials[0], "worker") == answer_of(trials[0]).latency_in_milliseconds
 
 
-def test_claimed_or_answered_models_are_left_alone(tmp_path) -> None:
+def test_answered_models_and_beating_claims_are_left_alone_a_dead_claim_is_taken_over(tmp_path) -> None:
     root = LocalStorage(tmp_path / "ctl")
     claimed, answered = export_trials(root, 2)
     claimed.write_if_absent(p.LATENCY_WORKER_ID_FILE, p.dump_json({"latency_worker_id": 7}))
     recorded = p.encode_model_latency(p.ModelLatency(9.0, "GPU", 1.0))
     answered.write(p.MODEL_LATENCY_FILE, recorded)
     clock = FakeClock()
-    summary = LatencyWorker(
-        root, WorkerConfig(poll_secs=1.0, exit_when_idle_secs=3.0), clock=clock, sleep=clock.sleep
-    ).run()
-    assert summary.measured == [] and summary.exit_reason == "idle for 3 s"
-    assert not claimed.exists(p.MODEL_LATENCY_FILE) and claim_of(claimed)["latency_worker_id"] == 7
+
+    def sleep_while_worker_7_beats(secs: float) -> None:
+        clock.sleep(secs)
+        if clock.now <= 30.0:  # worker 7 measures, beating; then it dies
+            claimed.write(p.LATENCY_WORKER_ID_FILE, p.dump_json({"latency_worker_id": 7, "claim_beat": clock.now}))
+
+    config = WorkerConfig(poll_secs=1.0, exit_when_idle_secs=3.0, claim_timeout_secs=10.0, repeats=3, warmup=1)
+    summary = LatencyWorker(root, config, clock=clock, sleep=sleep_while_worker_7_beats).run()
+    assert summary.taken_over == [claimed.uri] and summary.measured == [claimed.uri]
+    assert 40.0 <= clock.now < 50.0  # not while it beat; 10 s after its last beat
+    assert claim_of(claimed)["latency_worker_id"] == 0 and answer_of(claimed).extra["worker_id"] == 0
     assert answered.read(p.MODEL_LATENCY_FILE)[0] == recorded and not answered.exists(p.LATENCY_WORKER_ID_FILE)
+    assert summary.exit_reason == "idle for 3 s"
 
 
 def test_a_model_that_does_not_load_gets_an_error_file_and_the_trainer_fails_at_once(tmp_path) -> None:
