@@ -44,8 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._replay import BenchRunner, FakeClock, SimulatedTrainers, parallel, tracked_storages  # noqa: E402
 from controllers import jobs as jobs_module  # noqa: E402
-from controllers.engine.jobs import JobRecord, JobSettings, JobSpec, TrialPlan, job_dir_uri, run_job  # noqa: E402
+from controllers.engine.jobs import run_job
 from controllers.engine.monitor import JobMonitor  # noqa: E402
+from controllers.engine.records import JobRecord, JobSettings, JobSpec, TrialPlan, job_dir_uri
 from proxy_task_utils import protocol as p  # noqa: E402
 from proxy_task_utils.storage import Storage, open_storage  # noqa: E402
 

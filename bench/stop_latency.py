@@ -30,7 +30,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from controllers.engine.jobs import JobRecord, JobSettings, JobSpec, JobView, StopAll, TrialPlan, job_dir_uri, run_job  # noqa: E402
+from controllers.engine.jobs import run_job
+from controllers.engine.records import JobRecord, JobSettings, JobSpec, JobView, StopAll, TrialPlan, job_dir_uri
 from controllers.runners import LocalRunner  # noqa: E402
 
 TOTAL_CYCLES = 400

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controllers.engine.jobs import JobSettings
+from controllers.engine.records import JobSettings
 from controllers.errors import ConfigError
 from controllers.runners.ray_runner import RayOptions
 from controllers.runners.vertex_runner import VertexOptions

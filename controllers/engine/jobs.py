@@ -66,7 +66,6 @@ from controllers.engine.faults import crash_point
 from controllers.engine.monitor import JobMonitor, TrialSnapshot
 from controllers.engine.records import (
     ADVICE,
-    JOB_SUBDIR,
     Failure,
     FailureKind,
     JobRecord,
@@ -82,9 +81,6 @@ from controllers.engine.records import (
     TrialState,
     build_argv,
     classify_failure,
-    failure_summary,
-    job_dir_uri,
-    trial_ranges,
 )
 from controllers.errors import RunInterrupted, StateError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
@@ -94,31 +90,7 @@ if TYPE_CHECKING:
     from controllers.engine.lease import Lease
     from controllers.engine.progress import Progress
 
-__all__ = [
-    "JOB_SUBDIR",
-    "TrialPlan",
-    "JobSpec",
-    "JobSettings",
-    "TrialState",
-    "TrialRecord",
-    "JobRecord",
-    "FailureKind",
-    "ADVICE",
-    "Failure",
-    "TrialResult",
-    "JobResult",
-    "JobView",
-    "StopAll",
-    "OnPoll",
-    "run_job",
-    "retry_failed",
-    "ATTEMPTS_DIR",
-    "job_dir_uri",
-    "build_argv",
-    "classify_failure",
-    "failure_summary",
-    "trial_ranges",
-]
+__all__ = ["run_job", "retry_failed", "ATTEMPTS_DIR"]
 
 logger = logging.getLogger("controllers.engine.jobs")
 

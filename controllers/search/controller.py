@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from controllers.engine.faults import crash_point
-from controllers.engine.jobs import (
+from controllers.engine.jobs import retry_failed, run_job
+from controllers.engine.lease import Lease
+from controllers.engine.progress import NullProgress, Progress
+from controllers.engine.records import (
     JobRecord,
     JobResult,
     JobSpec,
@@ -30,11 +33,7 @@ from controllers.engine.jobs import (
     TrialState,
     failure_summary,
     job_dir_uri,
-    retry_failed,
-    run_job,
 )
-from controllers.engine.lease import Lease
-from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.session import controller_session
 from controllers.engine.state import StateFile
 from controllers.errors import RunInterrupted, SearchAborted

@@ -29,7 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from controllers.engine.faults import crash_point
-from controllers.engine.jobs import (
+from controllers.engine.jobs import retry_failed, run_job
+from controllers.engine.lease import Lease
+from controllers.engine.progress import NullProgress, Progress
+from controllers.engine.records import (
     JobRecord,
     JobResult,
     JobSpec,
@@ -39,12 +42,8 @@ from controllers.engine.jobs import (
     TrialState,
     failure_summary,
     job_dir_uri,
-    retry_failed,
-    run_job,
     trial_ranges,
 )
-from controllers.engine.lease import Lease
-from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.search_space import load_search_space, sample_architectures
 from controllers.engine.session import controller_session
 from controllers.engine.state import JOB_RECORD_SCHEMA, StateFile, open_state

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from controllers.engine.jobs import JobSettings
+from controllers.engine.records import JobSettings
 
 REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
 

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from controllers.engine.jobs import JobRecord, JobSpec, TrialPlan, TrialState, job_dir_uri, run_job
+from controllers.engine.jobs import run_job
 from controllers.engine.lease import LEASE_FILE, Lease
+from controllers.engine.records import JobRecord, JobSpec, TrialPlan, TrialState, job_dir_uri
 from controllers.engine.state import JOB_RECORD_SCHEMA, StateFile
 from controllers.errors import LeaseHeldError, LeaseLostError, StateError
 from controllers.runners import LocalRunner

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from controllers.engine.jobs import (
+from controllers.engine.jobs import run_job
+from controllers.engine.records import (
     FailureKind,
     JobRecord,
     JobSpec,
@@ -14,7 +15,6 @@ from controllers.engine.jobs import (
     TrialState,
     classify_failure,
     job_dir_uri,
-    run_job,
 )
 from controllers.runners import LocalRunner
 from proxy_task_utils import protocol as p

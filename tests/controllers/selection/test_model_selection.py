@@ -13,7 +13,7 @@ import yaml
 from _tool_helpers import selection_data
 
 from controllers.config import parse_config
-from controllers.engine.jobs import TrialState
+from controllers.engine.records import TrialState
 from controllers.errors import LeaseHeldError
 from controllers.selection.config import ModelSelectionConfig
 from controllers.selection.controller import (
