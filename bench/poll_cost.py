@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench._replay import BenchRunner, FakeClock, SimulatedTrainers, parallel, tracked_storages  # noqa: E402
-from controllers import jobs as jobs_module  # noqa: E402
+from controllers.engine import jobs as jobs_module  # noqa: E402
 from controllers.engine.jobs import run_job
 from controllers.engine.monitor import JobMonitor  # noqa: E402
 from controllers.engine.records import JobRecord, JobSettings, JobSpec, TrialPlan, job_dir_uri
