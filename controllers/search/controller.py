@@ -532,18 +532,22 @@ class SearchController:
         return [by_id.get(str(k)) for k in range(1, self.reference.num_trials + 1)]
 
     def _stats(self, run: _Run, metrics: list[Any], ended: list[bool]) -> StepStats:
+        ev.record_time_anchors(run.entry.time_anchors, metrics)
+        return self._step_stats(ev.curves_from_metrics(metrics, ended, run.entry.time_anchors), cache=run.cache)
+
+    def _step_stats(self, curves: Any, *, cache: dict[tuple, Any] | None = None) -> StepStats:
+        """Per-step statistics of ``curves`` against the reference, with the config's settings."""
         assert self.reference is not None
         cfg = self.config
-        ev.record_time_anchors(run.entry.time_anchors, metrics)
         return compute_step_stats(
-            ev.curves_from_metrics(metrics, ended, run.entry.time_anchors),
+            curves,
             self.reference.accuracies,
             min_pairs=cfg.min_pairs,
             min_valid_ratio=cfg.min_valid_ratio,
             n_bootstrap=cfg.bootstrap_resamples,
             confidence=cfg.confidence,
             seed=cfg.seed,
-            cache=run.cache,
+            cache=cache,
             hold=self._hold_settings(),
         )
 
@@ -570,16 +574,7 @@ class SearchController:
             logger.info("no reference curves (a table, or a resumed state): no full-setup candidate")
             return
         cfg = self.config
-        stats = compute_step_stats(
-            curves,
-            self.reference.accuracies,
-            min_pairs=cfg.min_pairs,
-            min_valid_ratio=cfg.min_valid_ratio,
-            n_bootstrap=cfg.bootstrap_resamples,
-            confidence=cfg.confidence,
-            seed=cfg.seed,
-            hold=self._hold_settings(),
-        )
+        stats = self._step_stats(curves)
         entry = ProxyTaskEntry(FULL_SETUP_NAME, order_index=-1, args=dict(cfg.trainer.args))
         ev.fill_step_stats(entry, stats, self.targets.method)
         decision = ev.decide(stats, self.targets, None)
