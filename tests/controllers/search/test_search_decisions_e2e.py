@@ -14,12 +14,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 
 import pytest
-from _search_helpers import write_reference_job
+from _search_helpers import GOOD, search_config
 
-from controllers.config import parse_config
 from controllers.search.config import SearchConfig
 from controllers.search.controller import SearchController
 from controllers.search.report import build_report, search_status_text
@@ -27,38 +25,15 @@ from controllers.search.state import RAN_TILL_COMPLETION
 from controllers.stats import MET_DESIRED_ACCURACY_CORRELATION, seconds_at_step
 from controllers.testing.replay_trainer import TIME_LOG_FILE
 
-REPLAY = [sys.executable, "-m", "controllers.testing.replay_trainer"]
-GOOD = {"noise": 0.002, "tau": 0.01, "train_steps": 2000, "cycle_steps": 10}
 #: The same curve for every architecture plus noise: no ranking at all, but chance crossings.
 NOISE_ONLY = {"curve": "table:0.5", "noise": 0.05, "noise_seed": 27, "train_steps": 300, "cycle_steps": 10}
 
 
 def _config(tmp_path, proxies, name: str = "search", **overrides) -> SearchConfig:
-    ref_job = tmp_path / "reference" / "nas" / "search"
-    if not ref_job.exists():
-        write_reference_job(str(ref_job))
-    data = {
-        "controller_dir": str(tmp_path / name),
-        "job_name": "t",
-        "trainer": {"command": REPLAY, "args": {"cycle_steps": 10}},
-        "runner": {"max_parallel_trials": 8},
-        "timeouts": {
-            "poll_interval_secs": 0.2,
-            "no_metrics_timeout_secs": 30,
-            "stop_grace_secs": 15,
-            "cancel_grace_secs": 1,
-            "heartbeat_interval_secs": 1.0,
-        },
-        "reference": {"job_dir": str(ref_job)},
-        "proxy_tasks": {"configs": [{"name": n, "args": a} for n, a in proxies]},
-        "desired_accuracy_correlation": 0.65,
-        "training_time_hrs_limit": 60 / 3600,
-        "desired_latency_correlation": 0.65,
-        "bootstrap_resamples": 100,
-        "plots": False,
-    }
-    data.update(overrides)
-    return parse_config(data, SearchConfig)
+    """The shared end-to-end setup with this file's target (0.65) and time limit (60 s)."""
+    settings = {"desired_accuracy_correlation": 0.65, "training_time_hrs_limit": 60 / 3600,
+                "full_setup_candidate": True, "controller_dir": str(tmp_path / name)}  # fmt: skip
+    return search_config(tmp_path, proxies, **{**settings, **overrides})
 
 
 def test_a_noisier_cheaper_proxy_that_crosses_early_on_noise_is_not_picked(tmp_path):
