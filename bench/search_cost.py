@@ -25,6 +25,9 @@ known analytically.
   the listed order).
 * hard floor: the oracle plus two evaluations of every other proxy (a trend
   needs two points): what no sequential search can go below.
+* racing: two proxies at once, cheapest first (``race`` in the search config): a proxy's rules
+  that need the best time wait until every cheaper proxy is decided, then judge all its
+  evaluations; wall time against one proxy after another, trial-hours and the verdicts.
 * reference: the same decisions, but its "stop now" is never written (0.0
   dropped), so every proxy's trials run until ``MAX_TRAINING_TIME`` (the time
   limit, checked at cycle boundaries) or completion.
@@ -142,10 +145,42 @@ class Elimination:
     min_fraction: float = DEFAULT_MIN_FRACTION
 
 
+def _decide(stats, best_hours: float | None, elim: Elimination | None) -> tuple[str, float | None] | None:
+    """The controller's stop rule then early elimination over every evaluation: (state, crossing hours) or None."""
+    decision = decide(stats, TARGETS, best_hours)
+    if elim is not None:
+        series = stats.series(TARGETS.method)
+        out = decide_elimination(
+            series.median_hours,
+            series.correlation,
+            target=TARGET_TAU,
+            best_hours=best_hours,
+            horizon_hours=TIME_LIMIT_HRS,
+            z=elim.z,
+            noise_floor=elim.noise_floor,
+            min_fraction=elim.min_fraction,
+        )
+        if out.stop and (not decision.stop or decision.index is None or (out.index or 0) < decision.index):
+            return out.state, None
+    if decision.stop:
+        return decision.state, decision.crossing.hours if decision.succeeded and decision.crossing else None
+    return None
+
+
 def simulate(
-    proxy: Proxy, best_hours: float | None, poll_secs: float, elim: Elimination | None = None
+    proxy: Proxy,
+    best_hours: float | None,
+    poll_secs: float,
+    elim: Elimination | None = None,
+    *,
+    best_known_after: float = 0.0,
 ) -> tuple[Run, float]:
-    """Our controller on one proxy; returns (run, wall seconds when the decision was taken)."""
+    """Our controller on one proxy; returns (run, wall seconds when the decision was taken).
+
+    Racing: before ``best_known_after`` (wall seconds from its start) the cheaper proxies are
+    undecided, so only the rules that need no best time act; its verdict is then judged again
+    with ``best_hours`` over all its evaluations, as the controller does.
+    """
     total_cycles = TOTAL_STEPS // CYCLE_STEPS
     total_secs = total_cycles * proxy.cycle_secs
     cache: dict = {}
@@ -155,27 +190,14 @@ def simulate(
         cycles = min(total_cycles, int(w // proxy.cycle_secs))
         ended = cycles == total_cycles
         stats = compute_step_stats(_curves(proxy, cycles, ended), TRUTH, n_bootstrap=50, seed=0, cache=cache)
-        decision = decide(stats, TARGETS, best_hours)
-        if elim is not None:
-            series = stats.series(TARGETS.method)
-            out = decide_elimination(
-                series.median_hours,
-                series.correlation,
-                target=TARGET_TAU,
-                best_hours=best_hours,
-                horizon_hours=TIME_LIMIT_HRS,
-                z=elim.z,
-                noise_floor=elim.noise_floor,
-                min_fraction=elim.min_fraction,
-            )
-            if out.stop and (not decision.stop or decision.index is None or (out.index or 0) < decision.index):
-                return Run(out.state, min(total_secs, (cycles + 1) * proxy.cycle_secs), None), w
-        if decision.stop:
-            run_secs = min(total_secs, (cycles + 1) * proxy.cycle_secs)  # the running cycle completes
-            hours = decision.crossing.hours if decision.succeeded and decision.crossing else None
-            return Run(decision.state, run_secs, hours), w
-        if ended:
-            return Run("ran to completion", total_secs, None), w
+        known = w >= best_known_after
+        found = _decide(stats, best_hours if known else None, elim)
+        if found is not None or ended:
+            run_secs = total_secs if found is None else min(total_secs, (cycles + 1) * proxy.cycle_secs)
+            if not known:  # judged again once the cheaper proxies are decided
+                found = _decide(stats, best_hours, elim)
+            state, hours = found if found is not None else ("ran to completion", None)
+            return Run(state, run_secs, hours), w
 
 
 def reference_secs(proxy: Proxy) -> float:
@@ -221,6 +243,37 @@ def search(
     return total, runs
 
 
+def race(
+    proxies: list[Proxy], poll_secs: float, elim: Elimination | None, jobs: int
+) -> tuple[float, float, float, list[tuple[Proxy, Run]]]:
+    """The search racing ``jobs`` proxies at once (cheapest first); (trial-hours, wall secs, sequential wall secs, runs).
+
+    Each proxy starts when a job slot frees; it is decided after every cheaper proxy and against
+    their best, so its verdict is the sequential one.
+    """
+    order = sorted(proxies, key=lambda p: p.secs_per_step)
+    free_at = [0.0] * jobs
+    done_at: list[float] = []
+    best_hours: float | None = None
+    total, runs, wall, seq_wall = 0.0, [], 0.0, 0.0
+    for px in order:
+        slot = min(range(jobs), key=lambda k: free_at[k])
+        start = free_at[slot]
+        known_at = max(done_at, default=start)
+        run, _ = simulate(px, best_hours, poll_secs, elim, best_known_after=known_at - start)
+        end = start + run.run_secs
+        free_at[slot] = end
+        done_at.append(max(end, known_at))  # recorded as done only after the cheaper ones
+        if run.final_hours is not None and (best_hours is None or run.final_hours < best_hours):
+            best_hours = run.final_hours
+        total += run.trial_hours
+        wall = max(wall, end)
+        runs.append((px, run))
+    _, seq_runs = search(proxies, poll_secs, elim, cost_order=True)
+    seq_wall = sum(r.run_secs for _, r in seq_runs)
+    return total, wall, seq_wall, runs
+
+
 def run_scenario(title: str, proxies: list[Proxy], poll_secs: float, elim: Elimination) -> dict[str, float]:
     print(f"\n{title} (target Kendall tau {TARGET_TAU}, time limit {TIME_LIMIT_HRS:g} h, poll {poll_secs:g} s)")
     plain, plain_runs = search(proxies, poll_secs, None, cost_order=False)
@@ -251,6 +304,14 @@ def run_scenario(title: str, proxies: list[Proxy], poll_secs: float, elim: Elimi
         f"ratios: ours/hard floor {ours / floor:.2f}x, ours/oracle {ours / oracle_cost:.2f}x, "
         f"before/hard floor {plain / floor:.2f}x, reference/oracle {ref_total / oracle_cost:.2f}x"
     )
+    if len(proxies) > 1:
+        raced, wall, seq_wall, race_runs = race(proxies, poll_secs, elim, jobs=2)
+        same = [(px.name, r.state) for px, r in race_runs] == [(px.name, r.state) for px, r in runs]
+        print(
+            f"racing 2 proxies at once: wall {wall / 3600:.2f} h vs {seq_wall / 3600:.2f} h one after another "
+            f"({seq_wall / wall:.2f}x sooner), trial-hours {raced:.2f} vs {ours:.2f} "
+            f"({raced / floor:.2f}x the hard floor); same verdicts: {'yes' if same else 'NO'}"
+        )
     return {"ours": ours, "before": plain, "oracle": oracle_cost, "floor": floor, "reference": ref_total}
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from controllers.search.full_setup import FULL_SETUP_NAME, stopped_at_pct
 from controllers.search.plots import plot_file_names
-from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState, read_folder_json
+from controllers.search.state import DONE, SEARCH_CONTROLLER_STATE_FILE, ProxyTaskEntry, SearchState, read_folder_json
 from controllers.search.uncertainty import ceiling_blocks_target, hold_line, verdict_lines
 from controllers.units import human_hours
 from proxy_task_utils.storage import Storage, open_storage
@@ -445,6 +445,9 @@ def search_status_text(controller_dir: str) -> str:
             f"last {method} {_fmt(last)}  time per model {human_hours(s.final_training_time_in_hours)}  "
             f"cost {human_hours(e.cost_trial_hours)} of trials"
         )
+        waiting = [n for n in e.raced_with if n in state.proxy_tasks_map and state.proxy_tasks_map[n].status != DONE]
+        if e.status != DONE and waiting:
+            lines.append(f"    racing: its rules that need the best time wait for {', '.join(waiting)}")
         if e.failures and e.stop_reason:  # the recorded cause: reason, last log lines, log path
             lines += [f"    {line}" for line in e.stop_reason.splitlines()]
     best = state.best_proxy_task_name

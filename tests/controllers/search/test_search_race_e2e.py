@@ -20,7 +20,7 @@ from _search_helpers import GOOD
 from _search_helpers import search_config as _config
 
 from controllers.search.controller import SearchController
-from controllers.search.report import write_report
+from controllers.search.report import search_status_text, write_report
 from controllers.stats import CANNOT_REACH_BEFORE_BEST, MET_DESIRED_ACCURACY_CORRELATION
 
 BEST = ("best", {**GOOD, "sleep_per_cycle": 0.4})
@@ -76,6 +76,7 @@ def test_a_race_killed_mid_race_resumes_to_the_same_verdict_without_duplicate_tr
     mid = json.loads(state_file.read_text())["proxy_tasks_map"]
     assert mid["best"]["status"] == mid["stably_wrong"]["status"] == "running"  # both jobs in flight
     assert mid["stably_wrong"]["raced_with"] == ["best"]
+    assert "racing: its rules that need the best time wait for best" in search_status_text(str(tmp_path / "search"))
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = json.loads(state_file.read_text())
