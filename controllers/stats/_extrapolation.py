@@ -15,9 +15,15 @@ Each is written with its value at ``x = 1`` as a parameter, ``p - q (e^-rx - e^-
 squares on a grid of rates (no starting guess to get wrong), then refines all three
 parameters with ``scipy.optimize.curve_fit`` from the best grid point. The family with the
 lower AIC wins (both have three parameters, so that is the lower residual sum of squares). The
-prediction is ``p``, its std ``p``'s from the fit's covariance. A curve with too few points, a
-failed fit, or a prediction that leaves the observed range by more than ``max_extrapolation``
-observed spans (or is that uncertain) falls back to the last observed value, with the reason.
+prediction is ``p``, its std ``p``'s from the fit's covariance, widened for the residuals'
+lag-1 autocorrelation (a curve's noise is smooth, so its points are not independent). A curve
+with too few points, a failed fit, or a prediction that leaves the observed range by more than
+``max_extrapolation`` observed spans (or is that uncertain) falls back to the last observed
+value, with the reason.
+
+The std covers the noise the fit sees, not a family that is wrong for the curve, nor a drift
+the fit absorbs: in ``bench/decision_quality.py`` the error of a prediction from noisy curves
+is about three times its std (bench/RESULTS.md).
 
 Pure: numbers in, numbers out (no I/O, no clocks).
 """
@@ -139,7 +145,22 @@ def _fit(name: str, x: np.ndarray, z: np.ndarray) -> tuple[float, float, float] 
     pred, var = float(popt[0]), float(np.asarray(pcov, dtype=float)[0, 0])
     if not (math.isfinite(pred) and math.isfinite(rss) and math.isfinite(var)) or var < 0:
         return None
-    return pred, math.sqrt(var), rss
+    return pred, math.sqrt(var * _autocorrelation_inflation(resid)), rss
+
+
+def _autocorrelation_inflation(resid: np.ndarray) -> float:
+    """Variance factor ``(1 + rho) / (1 - rho)`` for residuals with lag-1 autocorrelation ``rho``.
+
+    The covariance assumes independent residuals; a learning curve's noise is smooth (a run
+    drifts for a while), so neighbouring residuals agree and the curve has fewer independent
+    points than it seems. An AR(1) noise has this many times the variance of the mean; ``rho``
+    is clipped to [0, 0.9] (a factor from 1 to 19).
+    """
+    den = float(np.dot(resid, resid))
+    if resid.size < 3 or not den > 0:
+        return 1.0
+    rho = min(0.9, max(0.0, float(np.dot(resid[1:], resid[:-1])) / den))
+    return (1.0 + rho) / (1.0 - rho)
 
 
 def _fallback(y: np.ndarray, reason: str) -> Extrapolation:

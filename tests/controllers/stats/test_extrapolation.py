@@ -210,3 +210,18 @@ def test_extrapolation_ranks_crossing_curves_better_than_the_raw_accuracy():
     pred_rho = sps.spearmanr(pred, final)[0]
     assert raw_rho < 0.0  # the raw ranking is backwards here
     assert pred_rho > 0.9
+
+
+def test_smooth_residuals_widen_the_std():
+    """Neighbouring residuals that agree (a drifting run) count as fewer independent points."""
+    from controllers.stats._extrapolation import _autocorrelation_inflation
+
+    rng = np.random.default_rng(5)
+    white = rng.standard_normal(400)
+    ar = np.zeros(400)
+    for k in range(1, 400):
+        ar[k] = 0.8 * ar[k - 1] + rng.standard_normal()
+    assert _autocorrelation_inflation(white) == pytest.approx(1.0, abs=0.15)
+    assert _autocorrelation_inflation(ar) == pytest.approx((1 + 0.8) / (1 - 0.8), rel=0.3)
+    assert _autocorrelation_inflation(np.array([1.0, -1.0] * 10)) == 1.0  # alternating: clipped at 0
+    assert _autocorrelation_inflation(np.zeros(5)) == 1.0
