@@ -118,6 +118,7 @@ class ProxyTaskEntry:
     noise_source: str = ""
     time_anchors: list[list[list[float]]] = field(default_factory=list)
     cost_per_step: dict[str, Any] | None = None
+    score: str = "raw"  # what the correlations rank: the accuracy seen or the extrapolated one
 
     @property
     def succeeded(self) -> bool:
@@ -160,6 +161,7 @@ class ProxyTaskEntry:
             "noise_source": self.noise_source,
             "time_anchors": self.time_anchors,
             "cost_per_step": self.cost_per_step,
+            "score": self.score,
         }
 
     @classmethod
