@@ -23,7 +23,7 @@ value, with the reason.
 
 The std covers the noise the fit sees, not a family that is wrong for the curve, nor a drift
 the fit absorbs: in ``bench/decision_quality.py`` the error of a prediction from noisy curves
-is about three times its std (bench/RESULTS.md).
+is two to four times its std (bench/RESULTS.md).
 
 Pure: numbers in, numbers out (no I/O, no clocks).
 """
