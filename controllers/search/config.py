@@ -31,7 +31,15 @@ from controllers.stats import (
     DEFAULT_PLATEAU_POINTS,
 )
 
-__all__ = ["ReferenceConfig", "GridDimension", "ProxyTasksConfig", "NoiseConfig", "EliminationConfig", "SearchConfig"]
+__all__ = [
+    "ReferenceConfig",
+    "GridDimension",
+    "ProxyTasksConfig",
+    "NoiseConfig",
+    "EliminationConfig",
+    "RaceConfig",
+    "SearchConfig",
+]
 
 
 class ReferenceConfig(StrictModel):
@@ -113,6 +121,18 @@ class EliminationConfig(StrictModel):
     min_fraction: float = Field(default=DEFAULT_MIN_FRACTION, ge=0, le=1)
 
 
+class RaceConfig(StrictModel):
+    """Racing: slots that one proxy's trials leave idle run the next proxies in cost order at once.
+
+    The verdict is the one the proxies would get run one after another: a proxy's rules that need
+    the best proxy's time wait until every cheaper proxy is decided, and are then applied to all
+    its evaluations from the first. Racing saves wall time; its losers may spend more trial-hours.
+    """
+
+    enabled: bool = True
+    max_proxies: int = Field(default=3, ge=1)  # proxy jobs running at once
+
+
 class SearchConfig(ControllerConfig):
     """Proxy-task search (reference §4) with our additions (CI stop rule, noise ceiling, plots)."""
 
@@ -132,6 +152,7 @@ class SearchConfig(ControllerConfig):
     desired_latency_correlation: float | None = Field(default=0.65, ge=-1, le=1)
     early_stop_proxy_task_if_not_best: bool = True
     elimination: EliminationConfig = Field(default_factory=EliminationConfig)
+    race: RaceConfig = Field(default_factory=RaceConfig)
     # extrapolated: each trial's score is its accuracy predicted at the end of its schedule by a fit
     # of its curve so far (controllers.stats.extrapolate_curve). Off by default: in
     # bench/decision_quality.py it decides earlier but picks more wrong winners (bench/RESULTS.md),
