@@ -42,7 +42,18 @@ Rows "+ elimination" add early elimination (``controllers.stats.decide_eliminati
 point correlation, against the best proxy's time; "wait" is its ``min_fraction``): a proxy
 is then cut at the first evaluation where elimination or the stop rule holds.
 
+With ``--score raw extrapolated`` the default rules are also scored on the extrapolated score
+(``controllers.stats.extrapolate_curves``: each model's curve so far fitted by an exponential
+saturation or a power law, and its predicted accuracy at the proxy's last step ranked instead of
+the accuracy seen). Its truth is the same fit of the noise-free curves: a proxy judged by its
+extrapolated score at evaluation ``k`` truly passes when the noise-free models' extrapolations
+rank like the reference. Rows "[extrapolated]" show it; "evals to pick" and "hours to pick" (the
+winner's evaluations and hours per model at its decision) say how early the target is reached,
+under either score. The noise of an extrapolated score in the ``retrain`` rule is the median of
+the models' prediction stds at that evaluation.
+
     python bench/decision_quality.py                  # 10 and 20 models, 150 searches each (~80 s)
+    python bench/decision_quality.py --models 10 --searches 60 --score raw extrapolated
     python bench/decision_quality.py --method kendall # slower: ~1 min for 10 models, ~4 for 20
     python bench/decision_quality.py --searches 600 --models 10
 """
@@ -54,7 +65,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,10 +73,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from controllers.stats import (  # noqa: E402
     MET_DESIRED_ACCURACY_CORRELATION,
+    Extrapolation,
     StepSeries,
     combine_noise,
     decide_elimination,
     decide_stop,
+    extrapolate_curves,
     hold_probability,
     roughness_std,
 )
@@ -87,6 +100,7 @@ class Rule:
     use_seed_std: bool = False
     smooth: int = 1
     eliminate: float | None = None  # early elimination on top, with this min_fraction
+    extrapolated: bool = False  # ranked by the predicted final accuracy, not the accuracy seen
 
 
 RULES = (
@@ -108,6 +122,20 @@ RULES = (
     Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.3)", "retrain", 0.05, 2, False, 2, eliminate=0.3),
     Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.5)", "retrain", 0.05, 2, False, 2, eliminate=0.5),
     Rule("retrain 95 %, 2 evals, mean of 2 + elim. (wait 0.7)", "retrain", 0.05, 2, False, 2, eliminate=0.7),
+)
+#: The default rule without and with elimination, on the extrapolated score (``--score extrapolated``).
+EXTRAPOLATED_RULES = (
+    Rule("retrain 95 %, 2 evals, mean of 2 [extrapolated]", "retrain", 0.05, 2, False, 2, extrapolated=True),
+    Rule(
+        "retrain 95 %, 2 evals, mean of 2 + elim. 0.7 [extrapolated]",
+        "retrain",
+        0.05,
+        2,
+        False,
+        2,
+        eliminate=0.7,
+        extrapolated=True,
+    ),
 )
 
 
@@ -234,6 +262,47 @@ def proxy_series(p: Proxy, y: np.ndarray, method: str, seed: int, n_sim: int) ->
     }
 
 
+def _predictions(curves: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's extrapolation at every evaluation from its evaluations so far: (predictions, stds)."""
+    steps = [(k + 1) * STEPS_PER_EVAL - 1 for k in range(curves.shape[1])]
+    rows: list[list[Extrapolation]] = extrapolate_curves(
+        [list(zip(steps, row)) for row in curves.tolist()], [horizon] * curves.shape[0]
+    )
+    pred = np.array([[math.nan if e.prediction is None else e.prediction for e in r] for r in rows])
+    std = np.array([[math.nan if e.std is None else e.std for e in r] for r in rows])
+    return pred, std
+
+
+def extrapolated(p: Proxy, y: np.ndarray, method: str, seed: int, n_sim: int) -> tuple[Proxy, dict[str, StepSeries]]:
+    """The proxy judged by its extrapolated scores: its truth (the noise-free curves' fits) and series."""
+    evals = p.observed.shape[1]
+    horizon = evals * STEPS_PER_EVAL - 1
+    pred, std = _predictions(p.observed, horizon)
+    mu, _ = _predictions(p.mu, horizon)
+    true_corr = _rank_corr(method, mu, y)
+    below = np.flatnonzero(~(true_corr >= TARGET))
+    stable = 0 if below.size == 0 else int(below[-1]) + 1
+    stable_k = stable if stable < evals else None
+    first = np.flatnonzero(true_corr >= TARGET)
+    dips = bool(first.size) and (stable_k is None or int(first[0]) < stable_k)
+    truth = replace(p, observed=pred, mu=mu, stable_k=stable_k, dips=dips, true_corr=true_corr)
+    point = _rank_corr(method, pred, y)
+    low, prob = [], []
+    for k in range(evals):
+        low.append(_bootstrap_low(seed + k, pred[:, k], y, method))
+        x2 = pred[:, max(0, k - 1) : k + 1].mean(axis=1)
+        noise = float(np.median(std[:, k]))
+        prob.append(hold_probability(x2, y, noise, target=TARGET, method=method, n_sim=n_sim, seed=seed + k))
+    steps = [(k + 1) * STEPS_PER_EVAL - 1 for k in range(evals)]
+    hours = [p.hours(k) for k in range(evals)]
+    med = list(np.median(p.observed, axis=0))  # the accuracy seen: what desired_accuracy would read
+    common = dict(training_steps=steps, correlation=list(point), ci_low=low, median_accuracy=med, median_hours=hours)
+    return truth, {
+        "plain": StepSeries(**common),  # type: ignore[arg-type]
+        "smooth": StepSeries(**common, hold_prob=prob),  # type: ignore[arg-type]
+    }
+
+
 @dataclass
 class Outcome:
     wrong: bool
@@ -244,6 +313,8 @@ class Outcome:
     late_ratio: float | None
     trial_hours: float
     pick_cost: float | None = None  # winner's hours at its decision / the truly cheapest's at its stable crossing
+    pick_evals: int | None = None  # the winner's evaluations at its decision
+    pick_hours: float | None = None  # the winner's hours per model at its decision
 
 
 def run_rule(rule: Rule, proxies: list[Proxy], series: list[dict[str, StepSeries]], n: int) -> Outcome:
@@ -295,31 +366,41 @@ def run_rule(rule: Rule, proxies: list[Proxy], series: list[dict[str, StepSeries
         late_e = float(best[2] - winner.stable_k)
         late_r = winner.hours(best[2]) / winner.hours(winner.stable_k)
     pick = None if cheapest is None else best[0] / proxies[cheapest].hours(proxies[cheapest].stable_k or 0)
-    return Outcome(wrong, below, best[1] != cheapest, True, late_e, late_r, cost, pick)
+    return Outcome(wrong, below, best[1] != cheapest, True, late_e, late_r, cost, pick, best[2] + 1, best[0])
 
 
 def run(
-    n_models: int, searches: int, method: str, seed: int, n_sim: int
+    n_models: int, searches: int, method: str, seed: int, n_sim: int, scores: tuple[str, ...] = ("raw",)
 ) -> tuple[dict[str, list[Outcome]], dict[str, float]]:
     rng = np.random.default_rng(seed)
-    out: dict[str, list[Outcome]] = {r.label: [] for r in RULES}
+    rules = (RULES if "raw" in scores else ()) + (EXTRAPOLATED_RULES if "extrapolated" in scores else ())
+    out: dict[str, list[Outcome]] = {r.label: [] for r in rules}
     truth = {"proxies": 0.0, "passing": 0.0, "dipping": 0.0}
     for s in range(searches):
         proxies, y = simulate_search(rng, n_models, method)
         truth["proxies"] += len(proxies)
         truth["passing"] += sum(p.stable_k is not None for p in proxies)
         truth["dipping"] += sum(p.dips for p in proxies)
-        series = [proxy_series(p, y, method, seed * 100_003 + s * 101 + j, n_sim) for j, p in enumerate(proxies)]
-        for rule in RULES:
-            out[rule.label].append(run_rule(rule, proxies, series, n_models))
+        seeds = [seed * 100_003 + s * 101 + j for j in range(len(proxies))]
+        series = [proxy_series(p, y, method, seeds[j], n_sim) for j, p in enumerate(proxies)]
+        if "extrapolated" in scores:
+            judged = [extrapolated(p, y, method, seeds[j], n_sim) for j, p in enumerate(proxies)]
+            x_proxies, x_series = [j[0] for j in judged], [j[1] for j in judged]
+        for rule in rules:
+            if rule.extrapolated:
+                out[rule.label].append(run_rule(rule, x_proxies, x_series, n_models))
+            else:
+                out[rule.label].append(run_rule(rule, proxies, series, n_models))
     return out, truth
 
 
 def table(results: dict[str, list[Outcome]]) -> str:
-    base = float(np.mean([o.trial_hours for o in results["point"]]))
+    base_label = "point" if "point" in results else next(iter(results))
+    base = float(np.mean([o.trial_hours for o in results[base_label]]))
     lines = [
-        f"{'rule':<52} {'wrong winner':>12} {'(below at decision)':>19} {'missed cheapest':>15} {'none picked':>11} "
-        f"{'late (evals)':>12} {'late (time)':>11} {'pick cost':>9} {'trial-hours':>11}"
+        f"{'rule':<60} {'wrong winner':>12} {'(below at decision)':>19} {'missed cheapest':>15} {'none picked':>11} "
+        f"{'late (evals)':>12} {'late (time)':>11} {'pick cost':>9} {'trial-hours':>11} "
+        f"{'evals to pick':>13} {'hours to pick':>13}"
     ]
     for label, outs in results.items():
         wrong = np.mean([o.wrong for o in outs])
@@ -333,9 +414,15 @@ def table(results: dict[str, list[Outcome]]) -> str:
         pc = f"{np.median(picks):.2f}x" if picks else "-"
         le = f"{np.mean(late_e):.2f}" if late_e else "-"
         lr = f"{np.mean(late_r):.2f}x" if late_r else "-"
+        pe = [o.pick_evals for o in outs if o.pick_evals is not None]
+        ph = [o.pick_hours for o in outs if o.pick_hours is not None]
+        pes = f"{np.mean(pe):.2f}" if pe else "-"
+        phs = f"{np.median(ph):.3f}" if ph else "-"
         lines.append(
-            f"{label:<52} {wrong:>12.1%} {below:>19.1%} {missed:>15.1%} {none:>11.1%} {le:>12} {lr:>11} {pc:>9} {hours:>10.2f}x"
+            f"{label:<60} {wrong:>12.1%} {below:>19.1%} {missed:>15.1%} {none:>11.1%} {le:>12} {lr:>11} {pc:>9} "
+            f"{hours:>10.2f}x {pes:>13} {phs:>13}"
         )
+    lines.append(f"(trial-hours relative to {base_label!r}; hours to pick: median hours per model at the decision)")
     return "\n".join(lines)
 
 
@@ -346,10 +433,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", choices=("spearman", "kendall"), default="spearman")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-sim", type=int, default=200, help="draws of the retraining-noise probability")
+    ap.add_argument(
+        "--score",
+        nargs="+",
+        choices=("raw", "extrapolated"),
+        default=["raw"],
+        help="the proxy scores to judge: raw accuracy (every rule) and/or the extrapolated one (the default rules)",
+    )
     args = ap.parse_args(argv)
     for n in args.models:
         t0 = time.perf_counter()
-        results, truth = run(n, args.searches, args.method, args.seed, args.n_sim)
+        results, truth = run(n, args.searches, args.method, args.seed, args.n_sim, tuple(args.score))
         secs = time.perf_counter() - t0
         print(
             f"\n{n} reference models, {args.searches} searches of 5 proxies, {args.method} target {TARGET}, "

@@ -1,8 +1,11 @@
-"""Two figures the unit tests used to assert on wall-clock time, printed instead.
+"""Figures the unit tests used to assert on wall-clock time (or would), printed instead.
 
 * bootstrap: one ``rank_correlation`` of 10 pairs with 1,000 bootstrap resamples (the cost of
   one step of one proxy task per poll; the search computes it for every recorded step).
   Best of ``--repeats`` runs, after a warm-up, for Spearman and Kendall.
+* extrapolation: ``extrapolate_curves`` for 30 trials of 30 evaluations (the ``proxy_score:
+  extrapolated`` work of one poll, half-way through the schedule): cold (every prefix fitted, as after a restart) and one poll
+  later with the search's cache (one new evaluation per trial: 30 prefixes fitted).
 * GCS give-up: how long ``GCSStorage`` takes to raise ``TransientStorageError`` against a
   server that refuses connections, for the retry budgets the storage test uses (1.5 s for a
   read, 0.3 s for each other operation): the budget bounds the wait, plus the back-off sleep
@@ -39,6 +42,31 @@ def bootstrap_seconds(repeats: int) -> dict[str, float]:
             best = min(best, time.perf_counter() - t0)
         out[method] = best
     return out
+
+
+def extrapolation_seconds(repeats: int, trials: int = 30, evals: int = 30) -> dict[str, float]:
+    import numpy as np
+
+    from controllers.stats import extrapolate_curves
+
+    rng = np.random.default_rng(0)
+    steps = [(k + 1) * 100 - 1 for k in range(evals)]
+    x = (np.arange(evals) + 1) / evals
+    curves = [
+        list(zip(steps, (q * (1 - np.exp(-r * x)) + 0.005 * rng.standard_normal(evals)).tolist()))
+        for q, r in zip(rng.uniform(0.6, 0.8, trials), rng.uniform(2, 10, trials))
+    ]
+    horizons: list[int | None] = [2 * evals * 100 - 1] * trials  # half-way through their schedule
+    cold = incremental = math.inf
+    for _ in range(repeats):
+        cache: dict[tuple, object] = {}
+        t0 = time.perf_counter()
+        extrapolate_curves([c[:-1] for c in curves], horizons, cache=cache)
+        cold = min(cold, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        extrapolate_curves(curves, horizons, cache=cache)
+        incremental = min(incremental, time.perf_counter() - t0)
+    return {f"cold ({trials} x {evals - 1} prefixes)": cold, f"next poll (+{trials} prefixes, cached)": incremental}
 
 
 def gcs_give_up_seconds() -> dict[str, float] | None:
@@ -89,6 +117,9 @@ def main() -> None:
     print(f"\nrank_correlation, 10 pairs, 1000 bootstrap resamples (best of {args.repeats})")
     for method, secs in bootstrap_seconds(args.repeats).items():
         print(f"  {method:<10} {secs * 1000:8.1f} ms")
+    print(f"\nextrapolate_curves, 30 trials x 30 evaluations (best of {args.repeats})")
+    for label, secs in extrapolation_seconds(args.repeats).items():
+        print(f"  {label:<36} {secs * 1000:8.1f} ms")
     gcs = gcs_give_up_seconds()
     if gcs is None:
         print("\nGCS give-up times: skipped (pip install 'proxy-task-utils[gcs]')")

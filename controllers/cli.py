@@ -170,7 +170,12 @@ def _analyze(args: argparse.Namespace) -> int:
 
     targets = tuple(args.target) if args.target else (0.65, 0.8, 0.9)
     analysis = analyze_folder(
-        args.dir, method=args.correlation, targets=targets, n_bootstrap=args.bootstrap, plot=not args.no_plot
+        args.dir,
+        method=args.correlation,
+        targets=targets,
+        n_bootstrap=args.bootstrap,
+        plot=not args.no_plot,
+        score=args.score,
     )
     print(format_table(analysis))
     print(f"wrote {analysis.folder.rstrip('/')}/{ANALYSIS_JSON}")
@@ -321,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, action="append", default=None,
                    help="report the first step reaching this correlation (repeatable; default 0.65 0.8 0.9)")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CI")
+    p.add_argument("--score", choices=("raw", "extrapolated"), default=None,
+                   help="correlate the accuracy seen or each trial's extrapolated final accuracy "
+                        "(default: a search's recorded proxy_score, else raw)")  # fmt: skip
     p.add_argument("--no-plot", action="store_true")
 
     p = verb(

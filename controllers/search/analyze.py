@@ -6,6 +6,9 @@
 * A search folder: each proxy's correlation vs step is recomputed from its trials' files
   against the recorded reference scores (useful after changing the method or the CI settings).
 
+The score is the accuracy seen or the extrapolated one (``score``; a search folder's default is
+the ``proxy_score`` each proxy was decided with).
+
 Writes ``analysis.json`` and ``analysis_correlation_vs_step.png`` into the folder.
 """
 
@@ -21,7 +24,7 @@ from controllers.search.reference import (
     reference_from_model_selection,
 )
 from controllers.search.state import SEARCH_CONTROLLER_STATE_FILE
-from controllers.search.step_stats import HoldSettings, StepStats, TrialCurve, compute_step_stats
+from controllers.search.step_stats import SCORES, HoldSettings, StepStats, TrialCurve, compute_step_stats
 from controllers.stats import StepSeries, decide_stop
 from proxy_task_utils import protocol
 from proxy_task_utils.errors import ConfigurationError
@@ -103,34 +106,51 @@ def analyze_curves(
     min_pairs: int = 5,
     min_valid_ratio: float = 0.7,
     seconds_per_step: Sequence[float | None] | None = None,
+    score: str = "raw",
+    horizons: Sequence[int | None] | None = None,
 ) -> dict[str, Any]:
     """Correlation vs step of recorded curves against ``reference`` (pure).
 
     ``first_step_reaching`` applies the search's default rule (``retrain``, noise from the curves'
     roughness, confirmed over consecutive evaluations): a one-off spike is not a crossing.
     ``first_point_crossing`` is the first step whose point correlation reaches each target.
+    With ``score="extrapolated"`` each trial's score is its accuracy predicted at its horizon
+    (default: its last recorded step, for finished curves).
     """
     secs = seconds_per_step or [None] * len(curves)
-    tc = [TrialCurve(tuple(c), s, True) for c, s in zip(curves, secs)]
+    ends = horizons if horizons is not None else [c[-1][0] if c else None for c in curves]
+    tc = [TrialCurve(tuple(c), s, True, horizon=h) for c, s, h in zip(curves, secs, ends)]
     cache: dict[tuple, Any] = {}
-    options = {"n_bootstrap": n_bootstrap, "min_pairs": min_pairs, "min_valid_ratio": min_valid_ratio, "cache": cache}
+    options = {
+        "n_bootstrap": n_bootstrap,
+        "min_pairs": min_pairs,
+        "min_valid_ratio": min_valid_ratio,
+        "cache": cache,
+        "score": score,
+    }
     stats = compute_step_stats(tc, reference, **options)
     held = {t: compute_step_stats(tc, reference, hold=HoldSettings(float(t)), **options) for t in targets}
-    return _series(stats, method, targets, held)
+    out = _series(stats, method, targets, held)
+    out["score"] = score
+    return out
 
 
-def _read_curves(job_dir: str, ids: Sequence[str]) -> tuple[list[list[tuple[int, float]]], list[float | None]]:
+def _read_curves(
+    job_dir: str, ids: Sequence[str]
+) -> tuple[list[list[tuple[int, float]]], list[float | None], list[int | None]]:
+    from controllers.search.evaluate import planned_last_step
     from controllers.search.reference import read_trial_metrics
 
     storage = open_storage(job_dir)
-    curves, secs = [], []
+    curves, secs, ends = [], [], []
     for tid in ids:
         metrics, _ = read_trial_metrics(storage, tid)
         curves.append(
             [] if metrics is None else [(e.training_step, e.accuracy) for e in metrics.training_accuracy_over_steps]
         )
         secs.append(None if metrics is None else metrics.seconds_per_step)
-    return curves, secs
+        ends.append(planned_last_step(metrics))
+    return curves, secs, ends
 
 
 def analyze_folder(
@@ -140,14 +160,20 @@ def analyze_folder(
     targets: Sequence[float] = (0.65, 0.8, 0.9),
     n_bootstrap: int = 1000,
     plot: bool = True,
+    score: str | None = None,
 ) -> Analysis:
     """Analyses a model-selection, search or job folder and writes the JSON (and plot) into it.
 
+    ``score``: ``"raw"`` or ``"extrapolated"``; ``None``: each proxy's recorded score in a search
+    folder, raw elsewhere.
+
     Raises:
-        ConfigurationError: The folder is none of these.
+        ConfigurationError: The folder is none of these, or ``method``/``score`` is unknown.
     """
     if method not in ("spearman", "kendall"):
         raise ConfigurationError(f"method must be 'spearman' or 'kendall', but got {method!r}")
+    if score is not None and score not in SCORES:
+        raise ConfigurationError(f"score must be one of {SCORES}, but got {score!r}")
     storage = open_storage(folder)
     if storage.exists(SEARCH_CONTROLLER_STATE_FILE):
         from controllers.search.reference import ReferenceModels
@@ -160,9 +186,16 @@ def analyze_folder(
             if not entry.search_job_link:
                 continue
             ids = [str(k) for k in range(1, ref.num_trials + 1)]
-            curves, secs = _read_curves(entry.search_job_link, ids)
+            curves, secs, ends = _read_curves(entry.search_job_link, ids)
             analysis.series[entry.proxy_task_name] = analyze_curves(
-                curves, ref.accuracies, method=method, targets=targets, n_bootstrap=n_bootstrap, seconds_per_step=secs
+                curves,
+                ref.accuracies,
+                method=method,
+                targets=targets,
+                n_bootstrap=n_bootstrap,
+                seconds_per_step=secs,
+                score=score or entry.score,
+                horizons=ends,
             )
     else:
         if storage.exists(MODEL_SELECTION_STATE_FILE):
@@ -183,7 +216,13 @@ def analyze_folder(
         )
         secs = [None if h is None or not s else h * 3600.0 / s for h, s in zip(ref.hours, ref.steps)]
         analysis.series[f"reference ({kind})"] = analyze_curves(
-            ref.curves, ref.accuracies, method=method, targets=targets, n_bootstrap=n_bootstrap, seconds_per_step=secs
+            ref.curves,
+            ref.accuracies,
+            method=method,
+            targets=targets,
+            n_bootstrap=n_bootstrap,
+            seconds_per_step=secs,
+            score=score or "raw",
         )
     storage.write(ANALYSIS_JSON, protocol.dump_json(analysis.to_dict()))
     if plot and analysis.series:
@@ -203,7 +242,7 @@ def format_table(analysis: Analysis, *, max_rows: int = 30) -> str:
     """A plain-text table: step, coefficient, CI, n per series (thinned to ``max_rows``)."""
     lines = [f"{analysis.kind} folder {analysis.folder} ({analysis.method})"]
     for name, s in analysis.series.items():
-        lines.append(f"\n{name}")
+        lines.append(f"\n{name}" + (" (extrapolated score)" if s.get("score") == "extrapolated" else ""))
         lines.append(f"{'step':>10} {'hours':>9} {'coef':>7} {'ci_low':>7} {'ci_high':>7} {'n':>3}")
         steps = s["training_steps"]
         stride = max(1, -(-len(steps) // max_rows))

@@ -153,6 +153,11 @@ class SearchConfig(ControllerConfig):
     early_stop_proxy_task_if_not_best: bool = True
     elimination: EliminationConfig = Field(default_factory=EliminationConfig)
     race: RaceConfig = Field(default_factory=RaceConfig)
+    # extrapolated: each trial's score is its accuracy predicted at the end of its schedule by a fit
+    # of its curve so far (controllers.stats.extrapolate_curve). Off by default: in
+    # bench/decision_quality.py it decides earlier but picks more wrong winners (bench/RESULTS.md),
+    # and a proxy chosen with it ranks models only if the NAS search extrapolates the same way.
+    proxy_score: Literal["raw", "extrapolated"] = "raw"  # raw: the accuracy seen; extrapolated: the predicted final one
     # declared training seconds per step of each proxy (by name): candidates run cheapest first,
     # and one that cannot beat the best even crossing at its first evaluation is skipped
     proxy_costs: dict[str, float] = Field(default_factory=dict)

@@ -615,6 +615,7 @@ class SearchController:
             seed=cfg.seed,
             cache=cache,
             hold=self._hold_settings(),
+            score=cfg.proxy_score,
         )
 
     def _hold_settings(self) -> HoldSettings | None:

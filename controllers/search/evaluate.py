@@ -36,6 +36,7 @@ __all__ = [
     "cost_per_step",
     "CostPerStep",
     "curves_from_metrics",
+    "planned_last_step",
     "proxy_outcome",
     "cost_trial_hours",
     "fill_step_stats",
@@ -128,12 +129,28 @@ def proxy_outcome(entry: ProxyTaskEntry) -> ProxyOutcome:
     )
 
 
+def planned_last_step(metrics: protocol.TrialTrainingMetrics | None) -> int | None:
+    """The 0-based last step of a trial's schedule, from its last entry's step and percentage.
+
+    ``training_step_pct = 100 (step + 1) / total`` (``protocol.compute_training_step_pct``), so
+    ``total = 100 (step + 1) / pct``; ``None`` without an entry with a positive percentage.
+    """
+    if metrics is None or not metrics.training_accuracy_over_steps:
+        return None
+    last = metrics.training_accuracy_over_steps[-1]
+    if not last.training_step_pct > 0:
+        return None
+    total = round(100.0 * (last.training_step + 1) / last.training_step_pct)
+    return max(int(total) - 1, last.training_step)
+
+
 def curves_from_metrics(
     metrics: Sequence[protocol.TrialTrainingMetrics | None],
     ended: Sequence[bool],
     anchors: TimeAnchors | None = None,
 ) -> list[TrialCurve]:
-    """One :class:`TrialCurve` per trial (an absent record is an empty curve), with its recorded times."""
+    """One :class:`TrialCurve` per trial (an absent record is an empty curve), with its recorded
+    times and the last step of its schedule (:func:`planned_last_step`)."""
     out = []
     for k, (m, done) in enumerate(zip(metrics, ended)):
         if m is None:
@@ -141,7 +158,7 @@ def curves_from_metrics(
             continue
         points = tuple((e.training_step, e.accuracy) for e in m.training_accuracy_over_steps)
         times = tuple((int(a[0]), float(a[1])) for a in anchors[k]) if anchors and k < len(anchors) else ()
-        out.append(TrialCurve(points, m.seconds_per_step, done, times))
+        out.append(TrialCurve(points, m.seconds_per_step, done, times, planned_last_step(m)))
     return out
 
 
@@ -211,6 +228,7 @@ def fill_step_stats(entry: ProxyTaskEntry, stats: StepStats, method: str) -> Non
     entry.hold_prob_over_step = list(stats.hold_prob[method])
     entry.noise_std_over_step = list(stats.noise_std)
     entry.noise_source = stats.noise_source
+    entry.score = stats.score
 
 
 def decide(stats: StepStats, targets: Targets, best_hours: float | None) -> StopDecision:
@@ -305,6 +323,7 @@ def decision_record(
         }
     record: dict[str, Any] = {
         "poll": poll,
+        "score": stats.score,
         "settled_steps": n,
         "recorded_steps": len(stats),
         "last_settled": last,

@@ -46,7 +46,7 @@ def full_setup_curves(ref: ReferenceModels) -> list[TrialCurve] | None:
         sps = hrs * 3600.0 / steps if hrs is not None and steps else None
         last = curve[-1][0] if curve else None
         points = tuple((int(s), float(a)) for s, a in curve if s != last)
-        out.append(TrialCurve(points, sps, True))
+        out.append(TrialCurve(points, sps, True, horizon=last))  # extrapolated to its final step
     return out
 
 

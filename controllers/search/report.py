@@ -147,6 +147,18 @@ def _rule_words(rule: str, targets: dict[str, Any]) -> str:
     return " (the reference's: the point correlation must reach the target once)"
 
 
+def _score_words(entries: list[ProxyTaskEntry]) -> str:
+    """Which score the correlations ranked (``proxy_score``), from what each decided proxy recorded."""
+    used = sorted({e.score for e in entries if e.proxy_task_stats.training_steps}) or ["raw"]
+    if used == ["raw"]:
+        return "proxy score: raw (the accuracy each trial recorded)"
+    words = (
+        "proxy score: extrapolated (each trial's accuracy predicted at the end of its schedule from its curve "
+        "so far); a NAS search using the winner must rank its models by the same extrapolation"
+    )
+    return words if used == ["extrapolated"] else f"proxy score: mixed ({', '.join(used)}: the search was resumed)"
+
+
 def _hold_cell(entry: ProxyTaskEntry) -> str:
     line = hold_line(entry)
     return "–" if line is None else line.split(": ", 1)[1].split(";")[0]
@@ -310,6 +322,7 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
         [
             f"correlation used for decisions: {method} (both Spearman and Kendall are recorded)",
             f"stop rule: {state.stop_rule}" + _rule_words(state.stop_rule, targets),
+            _score_words(entries),
             *(f"{k}: {_fmt(v)}" for k, v in targets.items() if k not in ("correlation", "stop_rule")),
         ],
     )

@@ -121,6 +121,7 @@ class ProxyTaskEntry:
     # racing: the cheaper proxies still undecided when this one launched; its rules that need the
     # best proxy's time waited for them (empty: launched after every cheaper proxy was decided)
     raced_with: list[str] = field(default_factory=list)
+    score: str = "raw"  # what the correlations rank: the accuracy seen or the extrapolated one
 
     @property
     def succeeded(self) -> bool:
@@ -164,6 +165,7 @@ class ProxyTaskEntry:
             "time_anchors": self.time_anchors,
             "cost_per_step": self.cost_per_step,
             "raced_with": self.raced_with,
+            "score": self.score,
         }
 
     @classmethod

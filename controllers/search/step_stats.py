@@ -5,12 +5,18 @@ absolute 0-based ``training_step``), each trial's accuracy is its recorded value
 linear interpolation between its two neighbouring records (never extrapolated, never
 towards an implicit 0). Both Spearman and Kendall are computed (with n, p-value and bootstrap
 CI); the decision uses one of them, named explicitly.
+
+The score correlated is the accuracy seen (``score="raw"``, the default), or each trial's
+predicted accuracy at the end of its schedule from its points so far (``"extrapolated"``,
+``controllers.stats.extrapolate_curves``): at a step, a trial's score is the prediction from its
+points up to that step. The median accuracy stays the accuracy seen either way.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,13 +26,25 @@ from controllers.stats import (
     StepSeries,
     both_correlations,
     combine_noise,
+    extrapolate_curves,
     hold_probability,
     median_accuracy_and_time,
     roughness_std,
     seconds_at_step,
 )
 
-__all__ = ["TrialCurve", "HoldSettings", "StepStats", "accuracy_at_step", "trial_seconds_at", "compute_step_stats"]
+__all__ = [
+    "SCORES",
+    "TrialCurve",
+    "HoldSettings",
+    "StepStats",
+    "accuracy_at_step",
+    "trial_seconds_at",
+    "compute_step_stats",
+]
+
+#: What a trial's score at a step is: the accuracy seen, or its extrapolated final accuracy.
+SCORES = ("raw", "extrapolated")
 
 
 @dataclass(frozen=True)
@@ -40,12 +58,15 @@ class TrialCurve:
         ended: Whether the trial will record nothing more (finished, stopped or failed).
         times: ``(step, cumulative training seconds)`` as the monitor saw them: the file's
             ``total_training_time_in_secs`` when its last entry was ``step``.
+        horizon: The 0-based last step of the trial's schedule (``None`` = unknown): where the
+            extrapolated score predicts the accuracy.
     """
 
     points: tuple[tuple[int, float], ...]
     seconds_per_step: float | None
     ended: bool
     times: tuple[tuple[int, float], ...] = ()
+    horizon: int | None = None
 
     @property
     def last_step(self) -> int | None:
@@ -62,6 +83,13 @@ def accuracy_at_step(points: Sequence[tuple[int, float]], step: int) -> float | 
         return float(points[i][1])
     (s0, a0), (s1, a1) = points[i - 1], points[i]
     return float(a0 + (a1 - a0) * (step - s0) / (s1 - s0))
+
+
+def _held(points: Sequence[tuple[int, float]], step: int) -> int | None:
+    """Index of the last point at or before ``step``; ``None`` outside the recorded range."""
+    if not points or step < points[0][0] or step > points[-1][0]:
+        return None
+    return bisect.bisect_right([p[0] for p in points], step) - 1
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -116,6 +144,7 @@ class StepStats:
             holds under retraining noise (empty lists when not computed).
         noise_std: The noise of one score used for ``hold_prob`` at each step.
         noise_source: Where that noise came from, in words.
+        score: What was correlated: ``"raw"`` accuracy or the ``"extrapolated"`` one.
     """
 
     training_steps: list[int] = field(default_factory=list)
@@ -126,6 +155,7 @@ class StepStats:
     hold_prob: dict[str, list[float | None]] = field(default_factory=lambda: {"spearman": [], "kendall": []})
     noise_std: list[float | None] = field(default_factory=list)
     noise_source: str = ""
+    score: str = "raw"
 
     def __len__(self) -> int:
         return len(self.training_steps)
@@ -162,6 +192,7 @@ def compute_step_stats(
     seed: int | None = 0,
     cache: dict[tuple, dict[str, Correlation]] | None = None,
     hold: HoldSettings | None = None,
+    score: str = "raw",
 ) -> StepStats:
     """Per-step correlations and medians.
 
@@ -174,26 +205,43 @@ def compute_step_stats(
             recomputed (the bootstrap is the expensive part).
         hold: When given, the probability that each step's correlation holds under retraining
             noise; the noise at a step is ``seed_std`` combined with the roughness of the curves
-            recorded up to that step.
+            recorded up to that step. With the extrapolated score, the curves' part is the median
+            std of the trials' predictions at that step instead.
+        score: ``"raw"`` (the accuracy seen) or ``"extrapolated"`` (each trial's predicted
+            accuracy at its ``horizon``; a trial without one, or too few points, keeps its last
+            value: see ``controllers.stats.extrapolate_curve``).
 
     Raises:
-        ValueError: ``curves`` and ``reference`` differ in length.
+        ValueError: ``curves`` and ``reference`` differ in length, or ``score`` is unknown.
     """
     if len(curves) != len(reference):
         raise ValueError(
             f"need one curve per reference model, but got {len(curves)} curves and {len(reference)} scores"
         )
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, but got {score!r}")
     steps = sorted({s for c in curves for s, _ in c.points})
-    out = StepStats()
+    out = StepStats(score=score)
+    extrap = score == "extrapolated"
+    curves_part = "the predictions' std" if extrap else "the curves' roughness"
     if hold is not None:
-        out.noise_source = "the curves' roughness"
+        out.noise_source = curves_part
         if hold.seed_std is not None:
             origin = f" ({hold.seed_source})" if hold.seed_source else ""
-            out.noise_source = f"seed_std {hold.seed_std:.4g}{origin} + the curves' roughness"
+            out.noise_source = f"seed_std {hold.seed_std:.4g}{origin} + {curves_part}"
+    predicted = (
+        extrapolate_curves([c.points for c in curves], [c.horizon for c in curves], cache=cache) if extrap else []
+    )
     ref = list(reference)
     history: list[list[float | None]] = []
     for step in steps:
-        accs = [accuracy_at_step(c.points, step) for c in curves]
+        if extrap:
+            held = [_held(c.points, step) for c in curves]
+            fits = [None if i is None else predicted[k][i] for k, i in enumerate(held)]
+            accs = [None if f is None else f.prediction for f in fits]
+            spread = [f.std for f in fits if f is not None and f.std is not None]
+        else:
+            accs = [accuracy_at_step(c.points, step) for c in curves]
         history.append(accs)
         key = (tuple(accs), tuple(ref), min_pairs, min_valid_ratio, n_bootstrap, confidence, seed)
         corr = cache.get(key) if cache is not None else None
@@ -210,11 +258,14 @@ def compute_step_stats(
             if cache is not None:
                 cache[key] = corr
         if hold is not None:
-            rough = roughness_std([[a for s_, a in c.points if s_ <= step] for c in curves])
             window = history[-max(1, hold.smooth) :]
             scores = [_mean([h[k] for h in window]) for k in range(len(curves))]
-            if rough is not None:
-                rough /= math.sqrt(len(window))
+            if extrap:  # successive predictions share their points: averaging them shrinks nothing
+                rough = statistics.median(spread) if spread else None
+            else:
+                rough = roughness_std([[a for s_, a in c.points if s_ <= step] for c in curves])
+                if rough is not None:
+                    rough /= math.sqrt(len(window))
             noise = combine_noise(hold.seed_std, rough)
             hkey = ("hold", tuple(scores), tuple(ref), noise, hold)
             probs = cache.get(hkey) if cache is not None else None
@@ -232,7 +283,8 @@ def compute_step_stats(
             for m in ("spearman", "kendall"):
                 out.hold_prob[m].append(probs[m])  # type: ignore[arg-type]
             out.noise_std.append(noise)
-        med_acc, med_hrs = median_accuracy_and_time(accs, [trial_seconds_at(c, step) for c in curves])
+        seen = [accuracy_at_step(c.points, step) for c in curves] if extrap else accs
+        med_acc, med_hrs = median_accuracy_and_time(seen, [trial_seconds_at(c, step) for c in curves])
         out.training_steps.append(step)
         for method in ("spearman", "kendall"):
             out.correlations[method].append(corr[method])

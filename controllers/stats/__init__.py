@@ -2,8 +2,9 @@
 
 Rank correlation with n, p-value and bootstrap interval; run-to-run variance and curve
 smoothness; model-selection filtering and schedule; crossing points, stop decisions and the
-best proxy; the noise ceiling of a correlation target. ``None`` always means "no value";
-0.0 is a value. Results are frozen dataclasses whose ``to_dict()`` gives standard JSON.
+best proxy; the noise ceiling of a correlation target; learning-curve extrapolation (a
+trial's predicted final accuracy). ``None`` always means "no value"; 0.0 is a value.
+Results are frozen dataclasses whose ``to_dict()`` gives standard JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from controllers.stats._elimination import (
     cost_order,
     decide_elimination,
     decide_skip,
+)
+from controllers.stats._extrapolation import (
+    CURVE_MODELS,
+    DEFAULT_MAX_EXTRAPOLATION,
+    DEFAULT_MIN_FIT_POINTS,
+    Extrapolation,
+    extrapolate_curve,
+    extrapolate_curves,
 )
 from controllers.stats._filtering import Candidate, FilterResult, filter_candidates, trial_id_sort_key
 from controllers.stats._noise import Ceiling, noise_ceiling, prob_target_reachable
@@ -69,6 +78,12 @@ from controllers.stats._variance import (
 )
 
 __all__ = [
+    "CURVE_MODELS",
+    "DEFAULT_MAX_EXTRAPOLATION",
+    "DEFAULT_MIN_FIT_POINTS",
+    "Extrapolation",
+    "extrapolate_curve",
+    "extrapolate_curves",
     "CANNOT_REACH_BEFORE_BEST",
     "DEFAULT_ELIMINATION_WINDOW",
     "DEFAULT_ELIMINATION_Z",

@@ -48,6 +48,22 @@ def test_analyze_curves_finds_first_step_reaching_each_target():
     assert out["n"][0] == 8 and out["ci_low"][-1] is not None and "kendall" in out
 
 
+def test_analyze_curves_with_the_extrapolated_score():
+    import math
+
+    finals = [0.70 + 0.01 * i for i in range(8)]
+    rates = [9.0 - 0.9 * i for i in range(8)]  # the better a model ends, the slower it learns
+    curves = [
+        [((k + 1) * 100 - 1, q * (1 - math.exp(-r * (k + 1) / 30)) / (1 - math.exp(-r))) for k in range(30)]
+        for q, r in zip(finals, rates)
+    ]
+    raw = analyze_curves(curves, finals, targets=(0.9,), n_bootstrap=0)
+    ext = analyze_curves(curves, finals, targets=(0.9,), n_bootstrap=0, score="extrapolated")
+    assert (raw["score"], ext["score"]) == ("raw", "extrapolated")
+    assert ext["first_point_crossing"]["0.9"] < raw["first_point_crossing"]["0.9"]
+    assert ext["coefficient"][-1] == raw["coefficient"][-1]  # at the horizon both are the accuracy seen
+
+
 def test_analyze_a_spike_is_not_a_crossing():
     chance = [3, 7, 1, 5, 0, 6, 2, 4]  # a ranking unrelated to the qualities (Spearman ~0)
     curves = []
@@ -100,6 +116,11 @@ def test_analyze_search_folder_recomputes_each_proxy(tmp_path):
     analysis = analyze_folder(str(tmp_path / "search"), method="kendall", n_bootstrap=0, plot=False)
     assert list(analysis.series) == ["p1"]
     assert analysis.series["p1"]["coefficient"] == pytest.approx([1.0, -1.0])
+    assert analysis.series["p1"]["score"] == "raw"  # the score the proxy was decided with
+    again = analyze_folder(str(tmp_path / "search"), method="kendall", n_bootstrap=0, plot=False, score="extrapolated")
+    assert again.series["p1"]["score"] == "extrapolated"
+    with pytest.raises(ConfigurationError, match="score must be one of"):
+        analyze_folder(str(tmp_path / "search"), score="smoothed", plot=False)
 
 
 def test_analyze_refuses_an_unknown_folder(tmp_path, capsys):

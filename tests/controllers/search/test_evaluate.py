@@ -76,10 +76,37 @@ def test_curves_from_metrics():
     )
     empty = protocol.TrialTrainingMetrics()
     curves = ev.curves_from_metrics([m, None, empty], [True, False, True])
-    assert curves[0] == TrialCurve(((9, 0.25), (19, 0.5)), 3.6, True)
+    assert curves[0] == TrialCurve(((9, 0.25), (19, 0.5)), 3.6, True, horizon=19)  # 100 % at step 19
     assert curves[1] == TrialCurve((), None, False)
     assert curves[2] == TrialCurve((), None, True)
     assert len(curves) == 3
+
+
+def test_planned_last_step_comes_from_the_last_entry_percentage():
+    def metrics(*entries):
+        return protocol.TrialTrainingMetrics(
+            training_accuracy_over_steps=[protocol.AccuracyAtStep(p, s, 0.5) for p, s in entries]
+        )
+
+    assert ev.planned_last_step(metrics((10.0, 99))) == 999  # 100 steps are 10 % of 1000
+    assert ev.planned_last_step(metrics((5.0, 49), (33.3, 332))) == 999  # 333 steps of 1000 (rounded)
+    assert ev.planned_last_step(metrics((0.0, 0))) is None
+    assert ev.planned_last_step(metrics((120.0, 19))) == 19  # never before the last recorded step
+    assert ev.planned_last_step(protocol.TrialTrainingMetrics()) is None
+    assert ev.planned_last_step(None) is None
+
+
+def test_the_score_is_recorded_in_the_entry_and_the_decision_log():
+    curves = [TrialCurve(((9, a), (19, b)), 360.0, True, horizon=99) for a, b in zip(STEP9, STEP19)]
+    stats = compute_step_stats(curves, REF, n_bootstrap=0, score="extrapolated")
+    entry = ProxyTaskEntry("p")
+    ev.fill_step_stats(entry, stats, "spearman")
+    assert entry.score == "extrapolated" and entry.to_dict()["score"] == "extrapolated"
+    assert ProxyTaskEntry.from_dict("p", entry.to_dict()).score == "extrapolated"
+    d = ev.decide(stats, _targets(desired_correlation=0.5), None)
+    assert ev.decision_record(stats, _targets(), None, d, poll=1)["score"] == "extrapolated"
+    assert ev.decision_record(_stats(), _targets(), None, d, poll=1)["score"] == "raw"
+    assert ProxyTaskEntry.from_dict("q", {}).score == "raw"  # states written before the setting
 
 
 def test_cost_trial_hours_sums_seconds_into_hours():

@@ -88,6 +88,18 @@ def test_report_names_best_steps_cost_savings_reasons_and_warnings():
         assert reason in md
     assert "likely out of reach" in md
     assert "data50 trial 3: oom" in md and "smaller batch size" in md
+    assert "proxy score: raw (the accuracy each trial recorded)" in md
+
+
+def test_report_says_when_proxies_were_ranked_by_the_extrapolated_score():
+    st = _state()
+    for e in st.proxy_tasks_map.values():
+        e.score = "extrapolated"
+    md = build_report(st, controller_uri="/runs/search").markdown()
+    assert "proxy score: extrapolated" in md and "must rank its models by the same extrapolation" in md
+    st.proxy_tasks_map["data50"].proxy_task_stats.training_steps = [624]  # decided too
+    st.proxy_tasks_map["data25"].score = "raw"
+    assert "proxy score: mixed (extrapolated, raw" in build_report(st, controller_uri="/x").markdown()
 
 
 def test_report_without_a_winner_says_so_and_writes_no_config(tmp_path):

@@ -34,6 +34,8 @@ def test_defaults_follow_the_reference_cli():
     )
     assert cfg.correlation == "spearman" and cfg.stop_rule == "retrain" and cfg.early_stop_proxy_task_if_not_best
     assert (cfg.train_steps_arg, cfg.decay_steps_arg) == (None, None)  # declared in the trainer section instead
+    assert cfg.proxy_score == "raw"  # extrapolation is opt-in: bench/RESULTS.md says why
+    assert parse_config(_data(proxy_score="extrapolated"), SearchConfig).proxy_score == "extrapolated"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,7 @@ def test_defaults_follow_the_reference_cli():
         ({"stop_rulez": "point"}, "stop_rulez: unknown key"),
         ({"noise": {"variance_dir": "/v", "seed_std": 0.1}}, "either 'variance_dir' or 'seed_std'"),
         ({"stop_rule": "lower_bound", "bootstrap_resamples": 0}, "needs the bootstrap interval"),
+        ({"proxy_score": "smoothed"}, "proxy_score"),
     ],
 )
 def test_bad_configs_name_the_field(override, message):

@@ -172,3 +172,83 @@ def test_mean_of_known_values():
     assert _mean([None, None]) is None
     assert _mean([]) is None
     assert _mean([0.0]) == 0.0
+
+
+# -- the extrapolated score ---------------------------------------------------------------------
+
+HORIZON = 2999
+FINALS = [0.70 + 0.01 * i for i in range(8)]  # model i ends at FINALS[i] ...
+RATES = [9.0 - 0.9 * i for i in range(8)]  # ... and the better it ends, the slower it learns
+
+
+def _crossing_curves(evals: int, *, horizon: int | None = HORIZON) -> list[TrialCurve]:
+    import math
+
+    out = []
+    for q, r in zip(FINALS, RATES):
+        pts = tuple(
+            ((k + 1) * 100 - 1, q * (1 - math.exp(-r * (k + 1) / 30)) / (1 - math.exp(-r))) for k in range(evals)
+        )
+        out.append(TrialCurve(pts, 1.0, False, horizon=horizon))
+    return out
+
+
+def test_extrapolated_score_ranks_slow_learners_that_end_higher():
+    curves = _crossing_curves(9)
+    raw = compute_step_stats(curves, FINALS, n_bootstrap=0)
+    ext = compute_step_stats(curves, FINALS, n_bootstrap=0, score="extrapolated")
+    assert (raw.score, ext.score) == ("raw", "extrapolated")
+    assert raw.correlations["spearman"][-1].coefficient < 0  # the accuracy seen ranks them backwards
+    assert ext.correlations["spearman"][-1].coefficient == pytest.approx(1.0)
+    # with fewer points than a fit needs, the score is the accuracy seen
+    first = [c.coefficient for c in raw.correlations["spearman"][:4]]
+    assert [c.coefficient for c in ext.correlations["spearman"][:4]] == first
+    assert ext.median_accuracy == raw.median_accuracy  # the medians stay the accuracy seen
+    assert ext.training_steps == raw.training_steps and ext.settled == raw.settled
+
+
+def test_extrapolated_score_without_a_horizon_is_the_accuracy_seen():
+    curves = _crossing_curves(9, horizon=None)
+    raw = compute_step_stats(curves, FINALS, n_bootstrap=0)
+    ext = compute_step_stats(curves, FINALS, n_bootstrap=0, score="extrapolated")
+    assert [c.coefficient for c in ext.correlations["spearman"]] == [
+        c.coefficient for c in raw.correlations["spearman"]
+    ]
+
+
+def test_extrapolated_score_at_a_step_uses_only_the_points_up_to_it():
+    """Between two records the score is the prediction from the earlier one (never a later point)."""
+    curves = [
+        TrialCurve(((9, 0.2), (19, 0.4)), 1.0, True, horizon=99),
+        TrialCurve(((9, 0.1), (14, 0.3), (19, 0.5)), 1.0, True, horizon=99),
+        TrialCurve(((9, 0.3), (14, 0.35), (19, 0.6)), 1.0, True, horizon=99),
+    ]
+    ext = compute_step_stats(curves, [0.1, 0.2, 0.3], min_pairs=2, n_bootstrap=0, score="extrapolated")
+    raw = compute_step_stats(curves, [0.1, 0.2, 0.3], min_pairs=2, n_bootstrap=0)
+    assert ext.training_steps == [9, 14, 19]
+    # at step 14 trial 0 keeps 0.2 (raw interpolates 0.3): scores 0.2, 0.3, 0.35 -> perfectly ranked
+    assert ext.correlations["spearman"][1].coefficient == pytest.approx(1.0)
+    assert raw.correlations["spearman"][1].coefficient == pytest.approx(0.5)
+
+
+def test_extrapolated_hold_noise_is_the_median_prediction_std():
+    from controllers.search.step_stats import HoldSettings
+    from controllers.stats import extrapolate_curves
+
+    curves = _crossing_curves(10)
+    ext = compute_step_stats(curves, FINALS, n_bootstrap=0, score="extrapolated", hold=HoldSettings(0.65))
+    fits = extrapolate_curves([c.points for c in curves], [HORIZON] * len(curves))
+    import statistics
+
+    assert ext.noise_std[-1] == pytest.approx(statistics.median(f[-1].std for f in fits))
+    assert ext.noise_source == "the predictions' std"
+    seeded = compute_step_stats(
+        curves, FINALS, n_bootstrap=0, score="extrapolated", hold=HoldSettings(0.65, seed_std=0.01)
+    )
+    assert seeded.noise_source == "seed_std 0.01 + the predictions' std"
+    assert seeded.noise_std[-1] == pytest.approx((0.01**2 + ext.noise_std[-1] ** 2) ** 0.5)
+
+
+def test_an_unknown_score_is_refused():
+    with pytest.raises(ValueError, match="score must be one of"):
+        compute_step_stats(_crossing_curves(3), FINALS, score="smoothed")

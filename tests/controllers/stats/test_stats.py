@@ -63,6 +63,8 @@ def test_public_api_is_curated():
         "EliminationDecision", "Trend", "correlation_trend", "decide_elimination",
         "SKIPPED_CANNOT_BE_CHEAPER", "cost_order", "decide_skip",
         "ScoreCheck", "check_same_scale", "degenerate_scores", "score_scale",
+        "CURVE_MODELS", "DEFAULT_MAX_EXTRAPOLATION", "DEFAULT_MIN_FIT_POINTS", "Extrapolation", "extrapolate_curve",
+        "extrapolate_curves",
     }  # fmt: skip
     assert set(S.__all__) == expected
     for name in S.__all__:
