@@ -31,7 +31,15 @@ from controllers.stats import (
     DEFAULT_PLATEAU_POINTS,
 )
 
-__all__ = ["ReferenceConfig", "GridDimension", "ProxyTasksConfig", "NoiseConfig", "EliminationConfig", "SearchConfig"]
+__all__ = [
+    "ReferenceConfig",
+    "GridDimension",
+    "ProxyTasksConfig",
+    "NoiseConfig",
+    "EliminationConfig",
+    "CostProbeConfig",
+    "SearchConfig",
+]
 
 
 class ReferenceConfig(StrictModel):
@@ -113,6 +121,25 @@ class EliminationConfig(StrictModel):
     min_fraction: float = Field(default=DEFAULT_MIN_FRACTION, ge=0, le=1)
 
 
+class CostProbeConfig(StrictModel):
+    """The cost probe (``search.probe``): a short job per proxy without a declared cost
+    (``proxy_costs``) measures its seconds per step, so the candidates run cheapest first.
+
+    Off by default: each probe is one more launch per proxy (on a cluster, minutes of start-up
+    each), worth it only when costs differ and are not declared, and it changes the order a
+    search without it has always run in. ``steps`` (100): at ~1 s per step a probe is minutes,
+    against hours for one proxy's evaluation; the rate includes the warm-up the trainer counts
+    as training time, so raise it when that warm-up is long against a step.
+    """
+
+    enabled: bool = False
+    # training steps per probe trial: set through trainer.length_flag when there is one, and
+    # "stop now" is posted once every probe trial has recorded this many
+    steps: int = Field(default=100, ge=1)
+    # probe trials per proxy: the first reference architectures, the same for every proxy
+    trials: int = Field(default=1, ge=1)
+
+
 class SearchConfig(ControllerConfig):
     """Proxy-task search (reference §4) with our additions (CI stop rule, noise ceiling, plots)."""
 
@@ -135,6 +162,8 @@ class SearchConfig(ControllerConfig):
     # declared training seconds per step of each proxy (by name): candidates run cheapest first,
     # and one that cannot beat the best even crossing at its first evaluation is skipped
     proxy_costs: dict[str, float] = Field(default_factory=dict)
+    # the others may be measured by a short probe job each (off by default; declared costs win)
+    cost_probe: CostProbeConfig = Field(default_factory=CostProbeConfig)
     # the zero-compute candidate: the full setup stopped early, judged on the reference's curves
     full_setup_candidate: bool = True
     min_pairs: int = Field(default=5, ge=2)
