@@ -43,6 +43,7 @@ from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
 from controllers.search.full_setup import FULL_SETUP_NAME, full_setup_curves
 from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference
+from controllers.search.probe import CostProbe
 from controllers.search.proxy_configs import ProxyTaskConfig
 from controllers.search.reference import ReferenceModels, model_selection_latency_mode, read_latencies
 from controllers.search.state import (
@@ -330,7 +331,9 @@ class SearchController:
         self._check_reference_scores()
         self._full_setup()
         by_name = {c.name: c for c in configs}
-        order = cost_order([c.name for c in configs], self.config.proxy_costs)
+        costs = CostProbe(self.config, self.state, self.reference, save=self.save, runner=self._runner(),
+                          lease=self._lease, progress=self.progress, clock=self.clock, sleep=self.sleep)  # fmt: skip
+        order = cost_order([c.name for c in configs], costs.expected_costs(configs))  # declared, else probed
         try:
             with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
                 for k, name in enumerate(order):
@@ -434,9 +437,7 @@ class SearchController:
             for e in self.state.ordered_entries()
             if e.proxy_task_stats.training_steps
         ]
-        found = decide_skip(
-            self.config.proxy_costs.get(entry.proxy_task_name), min(firsts, default=None), self._best_hours()
-        )
+        found = decide_skip(self.state.cost_of(entry.proxy_task_name), min(firsts, default=None), self._best_hours())
         if not found.stop:
             return False
         entry.proxy_task_stats.stopping_state = found.state
