@@ -132,12 +132,18 @@ class CostProbeConfig(StrictModel):
     as training time, so raise it when that warm-up is long against a step.
     """
 
-    enabled: bool = False
-    # training steps per probe trial: set through trainer.length_flag when there is one, and
-    # "stop now" is posted once every probe trial has recorded this many
-    steps: int = Field(default=100, ge=1)
-    # probe trials per proxy: the first reference architectures, the same for every proxy
-    trials: int = Field(default=1, ge=1)
+    enabled: bool = Field(default=False, description="probe the proxies without a declared cost")
+    steps: int = Field(
+        default=100,
+        ge=1,
+        description="training steps per probe trial: set through trainer.length_flag when there is one; "
+        '"stop now" is posted once every probe trial has recorded this many',
+    )
+    trials: int = Field(
+        default=1,
+        ge=1,
+        description="probe trials per proxy: the first reference architectures, the same for every proxy",
+    )
 
 
 class SearchConfig(ControllerConfig):
@@ -159,11 +165,16 @@ class SearchConfig(ControllerConfig):
     desired_latency_correlation: float | None = Field(default=0.65, ge=-1, le=1)
     early_stop_proxy_task_if_not_best: bool = True
     elimination: EliminationConfig = Field(default_factory=EliminationConfig)
-    # declared training seconds per step of each proxy (by name): candidates run cheapest first,
-    # and one that cannot beat the best even crossing at its first evaluation is skipped
-    proxy_costs: dict[str, float] = Field(default_factory=dict)
-    # the others may be measured by a short probe job each (off by default; declared costs win)
-    cost_probe: CostProbeConfig = Field(default_factory=CostProbeConfig)
+    proxy_costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="declared training seconds per step by proxy name: cheapest first; a candidate that "
+        "cannot beat the best even at its first evaluation is skipped",
+    )
+    cost_probe: CostProbeConfig = Field(
+        default_factory=CostProbeConfig,
+        description="measure the seconds per step of proxies without a declared cost by a short job each "
+        "(declared costs win)",
+    )
     # the zero-compute candidate: the full setup stopped early, judged on the reference's curves
     full_setup_candidate: bool = True
     min_pairs: int = Field(default=5, ge=2)
