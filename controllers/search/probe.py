@@ -130,15 +130,16 @@ def probe_flags(args: Mapping[str, Any], length: Mapping[str, Any], steps: int) 
     """The proxy's trainer flags with the training length set to ``steps`` (in the flag's unit).
 
     Without a length flag the arguments stay as they are (the probe then stops the trials
-    with "stop now"). A length in epochs becomes ``ceil(steps / steps_per_epoch)`` epochs.
+    with "stop now"). A length in epochs becomes ``ceil(steps / steps_per_epoch)`` epochs. A
+    proxy that trains less than that keeps its own length.
     """
     out = dict(args)
     flag = length.get("flag")
     if flag:
-        if length.get("unit") == "epochs":
-            out[flag] = max(1, math.ceil(steps / int(length["steps_per_epoch"])))
-        else:
-            out[flag] = steps
+        want = steps if length.get("unit") != "epochs" else max(1, math.ceil(steps / int(length["steps_per_epoch"])))
+        own = out.get(flag)
+        shorter = isinstance(own, int | float) and not isinstance(own, bool) and 0 < own < want
+        out[flag] = own if shorter else want
     return tuple((k, str(v)) for k, v in out.items())
 
 

@@ -77,6 +77,9 @@ def test_probe_flags_set_the_length_in_the_flags_unit_and_keep_the_rest():
     epochs = {"flag": "num_epochs", "unit": "epochs", "steps_per_epoch": 30}
     assert dict(probe_flags({"lr": 0.1}, epochs, 100))["num_epochs"] == "4"  # ceil(100 / 30)
     assert dict(probe_flags({}, epochs, 5))["num_epochs"] == "1"
+    # a proxy that trains less than the probe keeps its own length
+    assert dict(probe_flags({"train_steps": 15}, steps, 20))["train_steps"] == "15"
+    assert dict(probe_flags({"num_epochs": 2}, epochs, 100))["num_epochs"] == "2"
     # no length flag: the flags stay as they are (the probe posts "stop now" instead)
     assert probe_flags(args, {"flag": None}, 20) == tuple((k, str(v)) for k, v in args.items())
 
