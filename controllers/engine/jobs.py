@@ -58,8 +58,9 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from controllers.engine import interrupt
 from controllers.engine.faults import crash_point
@@ -82,7 +83,7 @@ from controllers.engine.records import (
     build_argv,
     classify_failure,
 )
-from controllers.errors import RunInterrupted, StateError
+from controllers.errors import LeaseLostError, RunInterrupted, StateError
 from controllers.runners.base import LaunchError, PollResult, Runner, TrialHandle, TrialSpec, TrialStatus
 from proxy_task_utils import protocol as p
 
@@ -90,7 +91,7 @@ if TYPE_CHECKING:
     from controllers.engine.lease import Lease
     from controllers.engine.progress import Progress
 
-__all__ = ["run_job", "retry_failed", "ATTEMPTS_DIR"]
+__all__ = ["run_job", "run_jobs", "JobTask", "retry_failed", "ATTEMPTS_DIR"]
 
 logger = logging.getLogger("controllers.engine.jobs")
 
@@ -346,16 +347,23 @@ class _Loop:
         self.beat_due.pop(tid, None)
         self.save_soon()  # a crash before the save is harmless: the restarted loop polls it again
 
-    def launch_pending(self) -> None:
-        stopped = self.record.stop_reason is not None
-        room = self.runner.max_parallel - len(self.live)
+    def _launchable(self, t: TrialRecord) -> bool:
+        # after "stop all", only trials that died with the machine go again: they read
+        # the posted stop at once and end as they would have without the crash
+        return t.state is TrialState.PENDING and (self.record.stop_reason is None or t.relaunches > 0)
+
+    def wanting(self) -> int:
+        """Trials waiting for a slot."""
+        return sum(self._launchable(t) for t in self.record.trials)
+
+    def launch_pending(self, room: int | None = None) -> None:
+        """Launch waiting trials into ``room`` free slots (default: the runner's, less this job's live ones)."""
+        room = self.runner.max_parallel - len(self.live) if room is None else room
         batch: list[TrialRecord] = []
         for t in self.record.trials:
             if len(batch) >= room:
                 break
-            # after "stop all", only trials that died with the machine go again: they read
-            # the posted stop at once and end as they would have without the crash
-            if t.state is TrialState.PENDING and (not stopped or t.relaunches > 0):
+            if self._launchable(t):
                 batch.append(t)
         if not batch:
             return
@@ -532,51 +540,170 @@ def run_job(
         controllers.errors.StateError: at resume, a finished trial's metrics file cannot be read.
         ValueError: ``spec`` and ``record`` name different trials.
     """
+    results: list[JobResult] = []
+    task = JobTask(spec, record, persist, on_poll, on_end=results.append)
+    pending = [task]
+
+    def admit(free_slots: int, running: int) -> list[JobTask]:
+        out = list(pending)
+        pending.clear()
+        return out
+
+    run_jobs(admit, runner, settings=settings, lease=lease, progress=progress, clock=clock, sleep=sleep)
+    return results[0]
+
+
+@dataclass
+class JobTask:
+    """One job of a :func:`run_jobs` run: what :func:`run_job` takes, and what to do with its result.
+
+    Attributes:
+        spec, record, persist, on_poll: As for :func:`run_job`.
+        on_end: Called once with the job's result, right after its final save (may raise: the
+            other jobs' trials are then stopped and recorded as interrupted, so a resume
+            relaunches them in their folders).
+    """
+
+    spec: JobSpec
+    record: JobRecord
+    persist: Callable[[], None]
+    on_poll: OnPoll | None = None
+    on_end: Callable[[JobResult], None] | None = None
+
+
+@dataclass
+class _Active:
+    task: JobTask
+    loop: _Loop
+    start: float
+    poll_index: int = 0
+    snaps: dict[str, TrialSnapshot] = field(default_factory=dict)
+
+
+def run_jobs(
+    admit: Callable[[int, int], Sequence[JobTask]],
+    runner: Runner,
+    *,
+    settings: JobSettings | None = None,
+    lease: Lease | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Run several jobs at once on one runner, sharing its ``max_parallel`` slots; ends when none is left.
+
+    ``admit(free_slots, running_jobs)`` is asked for jobs to start: first with no job running,
+    then after every poll in which slots would stay idle (every running job has launched all its
+    trials). Jobs admitted earlier launch first, so a later job only fills what an earlier one
+    leaves idle. Each job is the loop of :func:`run_job` (same saves, signals, fencing and
+    resume); its ``on_end`` gets its result as soon as it ends, while the others go on.
+
+    Ctrl-C stops every running job as :func:`run_job` stops one. An exception from a callback
+    (``on_poll``, ``on_end``, ``admit``) stops the other jobs' trials the same way before it
+    propagates (they resume in their folders), except a lost lease, after which nothing acts.
+    """
     settings = JobSettings() if settings is None else settings
-    loop = _Loop(spec, runner, record, persist, settings, clock, lease)
-    start = clock()
-    if record.finished:
-        snaps = loop.monitor.poll()
-        loop.check_finished_results(snaps)
-        return loop.result(snaps)
-    loop.post_initial_signals()
-    loop.resume()
-    poll_index = 0
+    active: list[_Active] = []
     nap = interrupt.interruptible_sleep(sleep)
-    while True:
-        snaps = loop.poll_trials()
-        if poll_index == 0:
-            loop.check_finished_results(snaps)
+
+    def live_total() -> int:
+        return sum(len(a.loop.live) for a in active)
+
+    def take_new() -> None:
+        while True:
+            free = runner.max_parallel - live_total() - sum(a.loop.wanting() for a in active)
+            if active and free <= 0:
+                return
+            tasks = _call(admit, max(0, free), len(active))
+            if not tasks:
+                return
+            for task in tasks:
+                loop = _Loop(task.spec, runner, task.record, task.persist, settings, clock, lease)
+                if task.record.finished:
+                    snaps = loop.monitor.poll()
+                    loop.check_finished_results(snaps)
+                    if task.on_end is not None:
+                        _call(task.on_end, loop.result(snaps))
+                    continue
+                loop.post_initial_signals()
+                loop.resume()
+                active.append(_Active(task, loop, clock()))
+
+    def _call(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except LeaseLostError:
+            raise
+        except Exception:
+            _park(active)
+            raise
+
+    take_new()
+    while active:
+        for a in active:
+            a.snaps = a.loop.poll_trials()
+            if a.poll_index == 0:
+                a.loop.check_finished_results(a.snaps)
         if interrupt.requested():
-            raise loop.interrupted()
-        loop.enforce_stop_deadline()
+            raise _interrupt_all(active)
+        for a in active:
+            a.loop.enforce_stop_deadline()
         if lease is not None:
             lease.renew()  # the lease's own heartbeat; before the trials' beats (fencing)
-        loop.launch_pending()
-        loop.heartbeat(time.time())
-        now = clock()
-        view = loop.view(poll_index, now - start, snaps)
-        if on_poll is not None:
-            decision = on_poll(view)
-            if isinstance(decision, StopAll) and record.stop_reason is None:
-                loop.stop_all(decision.reason)
-                view = loop.view(poll_index, now - start, snaps)
-        done = not loop.live and all(t.state.is_final for t in record.trials)
-        if not done:
-            loop.maybe_save()  # the final save follows at once otherwise
-        if progress is not None:
-            progress.update(view)
+        for a in active:  # in admission order: an earlier job's trials go first
+            a.loop.launch_pending(room=runner.max_parallel - live_total())
+        wall = time.time()
+        for a in active:
+            a.loop.heartbeat(wall)
+        ended: list[_Active] = []
+        for a in active:
+            now = clock()
+            view = a.loop.view(a.poll_index, now - a.start, a.snaps)
+            if a.task.on_poll is not None:
+                decision = _call(a.task.on_poll, view)
+                if isinstance(decision, StopAll) and a.task.record.stop_reason is None:
+                    a.loop.stop_all(decision.reason)
+                    view = a.loop.view(a.poll_index, now - a.start, a.snaps)
+            done = not a.loop.live and all(t.state.is_final for t in a.task.record.trials)
+            if not done:
+                a.loop.maybe_save()  # the final save follows at once otherwise
+            if progress is not None:
+                progress.update(view)
+            if done:
+                ended.append(a)
         crash_point("after_poll")
-        if done:
+        for a in ended:
+            active.remove(a)
+            a.task.record.finished = True
+            a.loop.save_now()
+            if a.task.on_end is not None:
+                _call(a.task.on_end, a.loop.result(a.snaps))
+        take_new()
+        if not active:
             break
-        poll_index += 1
+        for a in active:
+            a.poll_index += 1
         # A trial's end wakes the loop at once (its slot is refilled now, not at the next poll);
         # an injected sleeper (tests on a fake clock) always sleeps.
         if not (settings.wake_on_trial_end and sleep is time.sleep and _wait_for_an_end(runner, settings)):
             nap(settings.poll_interval_secs)
-    record.finished = True
-    loop.save_now()
-    return loop.result(snaps)
+
+
+def _interrupt_all(active: list[_Active]) -> RunInterrupted:
+    """Ctrl-C: every running job stops (or is left running, detached) and is saved; one combined error."""
+    messages = [str(a.loop.interrupted()) for a in active]
+    return RunInterrupted("; ".join(messages))
+
+
+def _park(active: list[_Active]) -> None:
+    """Before an error propagates: stop the running jobs' trials as Ctrl-C does (a resume relaunches them)."""
+    for a in active:
+        try:
+            a.loop.interrupted()
+        except LeaseLostError:
+            return
+        except Exception as exc:  # the original error matters more
+            logger.warning("job %s: could not stop its trials: %s", a.task.spec.name, exc)
 
 
 def retry_failed(record: JobRecord, *, log_dir: str) -> list[str]:

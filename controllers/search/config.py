@@ -38,6 +38,7 @@ __all__ = [
     "NoiseConfig",
     "EliminationConfig",
     "CostProbeConfig",
+    "RaceConfig",
     "SearchConfig",
 ]
 
@@ -146,6 +147,18 @@ class CostProbeConfig(StrictModel):
     )
 
 
+class RaceConfig(StrictModel):
+    """Racing: slots that one proxy's trials leave idle run the next proxies in cost order at once.
+
+    The verdict is the one the proxies would get run one after another: a proxy's rules that need
+    the best proxy's time wait until every cheaper proxy is decided, and are then applied to all
+    its evaluations from the first. Racing saves wall time; its losers may spend more trial-hours.
+    """
+
+    enabled: bool = True
+    max_proxies: int = Field(default=3, ge=1)  # proxy jobs running at once
+
+
 class SearchConfig(ControllerConfig):
     """Proxy-task search (reference §4) with our additions (CI stop rule, noise ceiling, plots)."""
 
@@ -165,6 +178,7 @@ class SearchConfig(ControllerConfig):
     desired_latency_correlation: float | None = Field(default=0.65, ge=-1, le=1)
     early_stop_proxy_task_if_not_best: bool = True
     elimination: EliminationConfig = Field(default_factory=EliminationConfig)
+    race: RaceConfig = Field(default_factory=RaceConfig)
     proxy_costs: dict[str, float] = Field(
         default_factory=dict,
         description="declared training seconds per step by proxy name: cheapest first; a candidate that "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controllers.engine.faults import crash_point
-from controllers.engine.jobs import retry_failed, run_job
+from controllers.engine.jobs import JobTask, retry_failed, run_jobs
 from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.records import (
@@ -91,6 +91,7 @@ class _Run:
     last_plotted_steps: int = -1
     last_plot_time: float | None = None
     last_saved: tuple | None = None
+    best_known: bool | None = None  # whether the cheaper proxies were all decided at the last decision
 
 
 class SearchController:
@@ -333,20 +334,10 @@ class SearchController:
         by_name = {c.name: c for c in configs}
         costs = CostProbe(self.config, self.state, self.reference, save=self.save, runner=self._runner(),
                           lease=self._lease, progress=self.progress, clock=self.clock, sleep=self.sleep)  # fmt: skip
-        order = cost_order([c.name for c in configs], costs.expected_costs(configs))  # declared, else probed
+        self._order = cost_order([c.name for c in configs], costs.expected_costs(configs))  # declared, else probed
         try:
             with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
-                for k, name in enumerate(order):
-                    cfg, entry = by_name[name], self.state.proxy_tasks_map[name]
-                    if entry.status == DONE:
-                        logger.info(
-                            "proxy task %s: already evaluated (%s)", cfg.name, entry.proxy_task_stats.stopping_state
-                        )
-                        continue
-                    if entry.job is None and self._skip(entry):
-                        continue
-                    self._evaluate(cfg, entry)
-                    self._abort_if_all_failed(entry, order[k + 1 :])
+                self._race(by_name)
         except RunInterrupted:
             self.state.status = "interrupted"
             self.save()
@@ -356,6 +347,80 @@ class SearchController:
         self.state.status = "done"
         self.save()
         return self.state
+
+    # -- the race: proxies in cost order, several at once when slots allow ---------------------
+
+    def _race(self, by_name: dict[str, ProxyTaskConfig]) -> None:
+        """Runs the undecided proxies in cost order; slots left idle start the next ones (``race``).
+
+        Proxies are decided (and recorded as done) strictly in cost order, each with the best of
+        the ones before it, so the verdict is the same however the slots were shared.
+        """
+        queue: list[str] = []
+        for name in self._order:
+            entry = self.state.proxy_tasks_map[name]
+            if entry.status == DONE:
+                logger.info("proxy task %s: already evaluated (%s)", name, entry.proxy_task_stats.stopping_state)
+            else:
+                queue.append(name)
+        ended: dict[str, tuple[_Run, JobResult]] = {}
+        race = self.config.race
+        max_jobs = race.max_proxies if race.enabled else 1
+
+        def admit(free_slots: int, running: int) -> list[JobTask]:
+            out: list[JobTask] = []
+            while queue:
+                entry = self.state.proxy_tasks_map[queue[0]]
+                if entry.job is None:  # not launched yet: within the race's limits only
+                    busy = running + len(out)
+                    if busy >= max_jobs or (busy > 0 and free_slots <= 0) or self._one_is_ending():
+                        break
+                    if self._predecessors_done(entry.proxy_task_name) and self._skip(entry):
+                        queue.pop(0)
+                        continue
+                task = self._start(by_name[queue.pop(0)], entry, ended)
+                free_slots -= len(task.record.trials)
+                out.append(task)
+            return out
+
+        run_jobs(
+            admit,
+            self._runner(),
+            settings=self.config.timeouts.job_settings(),
+            lease=self._lease,
+            progress=self.progress,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
+    def _one_is_ending(self) -> bool:
+        """A running proxy is decided and its trials are stopping: its slots free up with its verdict, so wait."""
+        return any(
+            e.status == RUNNING and e.proxy_task_stats.posted_stop_trials_message and not (e.job or {}).get("finished")
+            for e in self.state.proxy_tasks_map.values()
+        )
+
+    def _predecessors(self, name: str) -> list[str]:
+        """The proxies decided before ``name``: the zero-compute candidate, then those before it in cost order."""
+        order = self._order
+        before = order[: order.index(name)] if name in order else list(order)
+        others = [n for n in self.state.proxy_tasks_map if n not in order and n != name]
+        return others + before
+
+    def _predecessors_done(self, name: str) -> bool:
+        return all(self.state.proxy_tasks_map[n].status == DONE for n in self._predecessors(name))
+
+    def _finalize_in_order(self, ended: dict[str, tuple[_Run, JobResult]]) -> None:
+        """Records the ended proxies whose cheaper proxies are all decided, in cost order."""
+        for k, name in enumerate(self._order):
+            entry = self.state.proxy_tasks_map[name]
+            if entry.status == DONE:
+                continue
+            if name not in ended:
+                return
+            run, result = ended.pop(name)
+            self._finish(run, result, self._best_hours(name))
+            self._abort_if_all_failed(entry, self._order[k + 1 :])
 
     def _abort_if_all_failed(self, entry: ProxyTaskEntry, remaining: list[str]) -> None:
         """Every trial of the proxy failed for one cause: likely the trainer, so stop before the next proxy."""
@@ -424,20 +489,26 @@ class SearchController:
         if self.state.finished and any(e.status != DONE for e in existing.values()):
             self.state.finished = False
 
-    def _best_hours(self) -> float | None:
-        best = self._update_best()
-        if not best:
-            return None
-        return self.state.proxy_tasks_map[best].proxy_task_stats.final_training_time_in_hours
+    def _best_hours(self, name: str) -> float | None:
+        """Final hours of the best proxy among those decided before ``name`` (None: none succeeded yet)."""
+        before = set(self._predecessors(name))
+        outcomes = [ev.proxy_outcome(e) for e in self.state.ordered_entries() if e.proxy_task_name in before]
+        best = best_proxy(outcomes)
+        return self.state.proxy_tasks_map[best].proxy_task_stats.final_training_time_in_hours if best else None
 
-    def _skip(self, entry: ProxyTaskEntry) -> bool:
-        """Skips (and records) a candidate whose declared cost cannot beat the best; before any launch."""
+    def _first_eval_step(self, name: str) -> int | None:
+        before = set(self._predecessors(name))
         firsts = [
             e.proxy_task_stats.training_steps[0]
             for e in self.state.ordered_entries()
-            if e.proxy_task_stats.training_steps
+            if e.proxy_task_name in before and e.proxy_task_stats.training_steps
         ]
-        found = decide_skip(self.state.cost_of(entry.proxy_task_name), min(firsts, default=None), self._best_hours())
+        return min(firsts, default=None)
+
+    def _skip(self, entry: ProxyTaskEntry) -> bool:
+        """Skips (and records) a candidate whose declared cost cannot beat the best; before any launch."""
+        name = entry.proxy_task_name
+        found = decide_skip(self.state.cost_of(name), self._first_eval_step(name), self._best_hours(name))
         if not found.stop:
             return False
         entry.proxy_task_stats.stopping_state = found.state
@@ -490,7 +561,8 @@ class SearchController:
         assert self.runner is not None, "the session makes the runner before the first launch"
         return self.runner
 
-    def _evaluate(self, cfg: ProxyTaskConfig, entry: ProxyTaskEntry) -> None:
+    def _start(self, cfg: ProxyTaskConfig, entry: ProxyTaskEntry, ended: dict[str, tuple[_Run, JobResult]]) -> JobTask:
+        """The proxy's job for the shared loop (named and saved before anything is launched)."""
         assert self.reference is not None
         n = self.reference.num_trials
         if entry.job is None:
@@ -500,33 +572,29 @@ class SearchController:
             entry.search_job_link = record.job_dir_uri
             entry.job = record.to_dict()
             entry.status = RUNNING
+            entry.raced_with = [p for p in self._predecessors(cfg.name) if self.state.proxy_tasks_map[p].status != DONE]
             self.save()  # the job is named before anything is launched
         else:
             record = JobRecord.from_dict(entry.job)
-        self.progress.message(f"proxy task {cfg.name}: {n} trials in {record.job_dir_uri}")
+        racing = f", racing {', '.join(entry.raced_with)}" if entry.raced_with else ""
+        self.progress.message(f"proxy task {cfg.name}: {n} trials in {record.job_dir_uri}{racing}")
         run = _Run(entry, record, cache={})
-        best_hours = self._best_hours()
 
         def persist() -> None:
             entry.job = record.to_dict()
             self.save()
 
-        def on_poll(view: JobView) -> StopAll | None:
-            return self._on_poll(run, view, best_hours)
+        def on_end(result: JobResult) -> None:
+            ended[cfg.name] = (run, result)
+            self._finalize_in_order(ended)
 
-        result = run_job(
+        return JobTask(
             self._job_spec(cfg, entry, record),
-            self._runner(),
             record,
-            persist=persist,
-            settings=self.config.timeouts.job_settings(),
-            on_poll=on_poll,
-            lease=self._lease,
-            progress=self.progress,
-            clock=self.clock,
-            sleep=self.sleep,
+            persist,
+            on_poll=lambda view: self._on_poll(run, view),
+            on_end=on_end,
         )
-        self._finish(run, result, best_hours)
 
     def _metrics_in_order(self, by_id: dict[str, Any]) -> list[Any]:
         assert self.reference is not None
@@ -603,6 +671,20 @@ class SearchController:
             failures, total=n, what=f"proxy task {entry.proxy_task_name}"
         )
 
+    @staticmethod
+    def _decided_without_best(entry: ProxyTaskEntry) -> bool:
+        """A raced proxy whose last live decision still waited for the cheaper proxies (or made none)."""
+        if not entry.raced_with:
+            return False
+        last = next((r for r in reversed(entry.decision_log) if "best_known" in r), None)
+        return last is None or not last["best_known"]
+
+    @staticmethod
+    def _clear_decision(entry: ProxyTaskEntry) -> None:
+        s = entry.proxy_task_stats
+        s.stopping_state, entry.stop_reason, entry.crossing = "", "", None
+        s.final_training_time_in_hours = s.final_training_steps = None
+
     def _apply_decision(self, entry: ProxyTaskEntry, decision: StopDecision) -> None:
         s = entry.proxy_task_stats
         s.stopping_state = decision.state
@@ -612,8 +694,47 @@ class SearchController:
             s.final_training_time_in_hours = decision.crossing.hours
             s.final_training_steps = decision.crossing.step_int
 
-    def _on_poll(self, run: _Run, view: JobView, best_hours: float | None) -> StopAll | None:
+    def _decide(self, stats: StepStats, best_hours: float | None, *, poll: int | None) -> tuple[StopDecision, dict]:
+        """The stop rule, then early elimination (when on), on every evaluation from the first."""
+        decision = ev.decide(stats, self.targets, best_hours)
+        record = ev.decision_record(stats, self.targets, best_hours, decision, poll=poll)
+        elim = self.config.elimination
+        if elim.enabled:
+            found = ev.eliminate(
+                stats,
+                self.targets,
+                best_hours,
+                window=elim.window,
+                plateau_points=elim.plateau_points,
+                z=elim.z,
+                noise_floor=elim.noise_floor,
+                min_fraction=elim.min_fraction,
+            )
+            decision = ev.apply_elimination(record, decision, found)
+        return decision, record
+
+    def _raced_skip(self, entry: ProxyTaskEntry, *, poll: int | None) -> bool:
+        """A raced proxy that the cost order would have skipped, had its cheaper proxies been decided first."""
+        name = entry.proxy_task_name
+        found = decide_skip(self.config.proxy_costs.get(name), self._first_eval_step(name), self._best_hours(name))
+        if not found.stop:
+            return False
+        self._clear_decision(entry)
+        entry.proxy_task_stats.stopping_state = found.state
+        entry.stop_reason = (
+            f"{found.reason} (it had started in the race before {', '.join(entry.raced_with)} "
+            "were decided; its trial-hours count)"
+        )
+        entry.log_decision({"poll": poll, "stop": True, "state": found.state, "reason": entry.stop_reason,
+                            "skip": found.inputs, "raced_with": list(entry.raced_with)})  # fmt: skip
+        return True
+
+    def _on_poll(self, run: _Run, view: JobView) -> StopAll | None:
         entry = run.entry
+        name = entry.proxy_task_name
+        # racing: until every cheaper proxy is decided, only the rules that need no best time may act
+        known = self._predecessors_done(name)
+        best_hours = self._best_hours(name) if known else None
         metrics = self._metrics_in_order({t: snap.metrics for t, snap in view.snapshots.items()})
         ended = self._metrics_in_order({t: st.is_final for t, st in view.states.items()})
         ended = [bool(e) for e in ended]
@@ -624,27 +745,19 @@ class SearchController:
         stop: StopAll | None = None
         decided = entry.proxy_task_stats.stopping_state != "" or entry.proxy_task_stats.posted_stop_trials_message
         settled = len(stats.series(self.targets.method))
-        if not decided and settled != run.last_settled:
-            run.last_settled = settled
-            decision = ev.decide(stats, self.targets, best_hours)
-            record = ev.decision_record(stats, self.targets, best_hours, decision, poll=view.poll_index)
-            elim = self.config.elimination
-            if elim.enabled:
-                found = ev.eliminate(
-                    stats,
-                    self.targets,
-                    best_hours,
-                    window=elim.window,
-                    plateau_points=elim.plateau_points,
-                    z=elim.z,
-                    noise_floor=elim.noise_floor,
-                    min_fraction=elim.min_fraction,
-                )
-                decision = ev.apply_elimination(record, decision, found)
-            entry.log_decision(record)
-            if decision.stop:
-                self._apply_decision(entry, decision)
-                logger.info("proxy task %s: stop (%s): %s", entry.proxy_task_name, decision.state, decision.reason)
+        if not decided and (settled != run.last_settled or known != run.best_known):
+            run.last_settled, run.best_known = settled, known
+            if not (entry.raced_with and known and self._raced_skip(entry, poll=view.poll_index)):
+                decision, record = self._decide(stats, best_hours, poll=view.poll_index)
+                if entry.raced_with:
+                    record["best_known"] = known
+                if not known:
+                    record["waiting_for"] = [p for p in self._predecessors(name)
+                                             if self.state.proxy_tasks_map[p].status != DONE]  # fmt: skip
+                entry.log_decision(record)
+                if decision.stop:
+                    self._apply_decision(entry, decision)
+                    logger.info("proxy task %s: stop (%s): %s", name, decision.state, decision.reason)
         if (
             not decided
             and not entry.proxy_task_stats.stopping_state
@@ -680,6 +793,8 @@ class SearchController:
             run.last_plotted_steps, run.last_plot_time = len(stats), now
             self._plot(entry, stats, metrics)
         crash_point("search_after_poll")
+        if entry.raced_with:
+            crash_point("search_raced_poll")  # tests: killed mid-race
         return stop
 
     def _finish(self, run: _Run, result: JobResult, best_hours: float | None) -> None:
@@ -708,9 +823,24 @@ class SearchController:
             raise SearchAborted(problem)
         if s.stopping_state == JOB_FAILED:  # decided while monitoring: name every failure now
             entry.stop_reason = self._failure_reason(entry, entry.failures)
+        redecided = None
+        if (
+            self._decided_without_best(entry)
+            and s.stopping_state != JOB_FAILED
+            and not self._raced_skip(entry, poll=None)
+        ):
+            # its rules ran without the best time of the cheaper proxies raced with: now that they are
+            # decided, every evaluation is judged again with it, as the search in cost order would have
+            redecided, record = self._decide(stats, best_hours, poll=None)
+            record["redecided"] = {"raced_with": list(entry.raced_with), "previous_state": s.stopping_state,
+                                   "previous_reason": entry.stop_reason}  # fmt: skip
+            entry.log_decision(record)
+            self._clear_decision(entry)
         if not s.stopping_state:
-            decision = ev.decide(stats, self.targets, best_hours)
-            entry.log_decision(ev.decision_record(stats, self.targets, best_hours, decision, poll=None))
+            decision = redecided
+            if decision is None:
+                decision = ev.decide(stats, self.targets, best_hours)
+                entry.log_decision(ev.decision_record(stats, self.targets, best_hours, decision, poll=None))
             if decision.stop:
                 self._apply_decision(entry, decision)
             elif self._too_many_failures(entry.num_failed_trials):

@@ -375,7 +375,7 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
                 _cost_cell(e),
                 human_hours(e.cost_trial_hours),
                 e.num_failed_trials,
-                e.stop_reason,
+                e.stop_reason + _race_note(e),
             )
         )
     rep.add("Proxy tasks", (header, rows))
@@ -399,6 +399,15 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
     if images:
         rep.add("Plots", *images)
     return rep
+
+
+def _race_note(entry: ProxyTaskEntry) -> str:
+    if not entry.raced_with:
+        return ""
+    return (
+        f" (raced with {', '.join(entry.raced_with)}: its rules that need the best proxy's time waited "
+        "until they were decided)"
+    )
 
 
 def write_report(

@@ -123,6 +123,9 @@ class ProxyTaskEntry:
     noise_source: str = ""
     time_anchors: list[list[list[float]]] = field(default_factory=list)
     cost_per_step: dict[str, Any] | None = None
+    # racing: the cheaper proxies still undecided when this one launched; its rules that need the
+    # best proxy's time waited for them (empty: launched after every cheaper proxy was decided)
+    raced_with: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -165,6 +168,7 @@ class ProxyTaskEntry:
             "noise_source": self.noise_source,
             "time_anchors": self.time_anchors,
             "cost_per_step": self.cost_per_step,
+            "raced_with": self.raced_with,
         }
 
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from controllers.engine.jobs import run_job
+from controllers.engine.jobs import JobTask, run_job, run_jobs
 from controllers.engine.records import (
     FailureKind,
     JobRecord,
@@ -125,3 +125,81 @@ def test_a_finished_trial_frees_its_slot_at_once_not_at_the_next_poll(tmp_path, 
     result = run_job(spec, LocalRunner(1), record, persist=persist, settings=settings)
     assert [r.state for r in result.trials] == [TrialState.SUCCEEDED] * 3
     assert [t.launches for t in record.trials] == [1, 1, 1]
+
+
+class _CountingRunner(LocalRunner):
+    """The real local runner; it records how many trials were live at each launch, and of which job."""
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.handles, self.live_at_launch, self.jobs = [], [], []
+
+    def launch(self, spec):
+        self.live_at_launch.append(sum(self.poll(h).status.value == "running" for h in self.handles))
+        self.jobs.append(spec.job_dir_uri)
+        handle = super().launch(spec)
+        self.handles.append(handle)
+        return handle
+
+
+def _two_jobs(tmp_path, replay_command, n_trials, *, sleep=0.05):
+    out = []
+    for name in ("a", "b"):
+        jd = job_dir_uri(str(tmp_path), name)
+        plans = tuple(_plan(str(k), 0.5) for k in range(1, n_trials + 1))
+        spec = JobSpec(name=name, job_dir_uri=jd, log_dir=str(tmp_path / "logs" / name),
+                       trainer_command=tuple(replay_command + [f"--sleep_per_cycle={sleep}", "--train_steps=60"]),
+                       trials=plans)  # fmt: skip
+        record = JobRecord.create(name, jd, [t.trial_id for t in plans])
+        out.append((spec, record))
+    return out
+
+
+def test_run_jobs_shares_the_slots_and_a_later_job_fills_what_an_earlier_leaves_idle(
+    tmp_path, replay_command, fast_settings
+):
+    jobs = _two_jobs(tmp_path, replay_command, 3)
+    runner = _CountingRunner(4)
+    asked, ended = [], []
+    queue = list(jobs)
+
+    def admit(free, running):
+        asked.append((free, running))
+        if not queue:
+            return []
+        spec, record = queue.pop(0)
+        return [JobTask(spec, record, lambda: None, on_end=ended.append)]
+
+    run_jobs(admit, runner, settings=fast_settings)
+    assert sorted(r.name for r in ended) == ["a", "b"]
+    assert all(t.state is TrialState.SUCCEEDED for r in ended for t in r.trials)
+    assert max(runner.live_at_launch) < 4  # never a fifth trial while four ran
+    assert asked[0] == (4, 0) and asked[1] == (1, 1)  # job b is offered the one slot job a leaves idle
+    # b's first trial started while a's trials ran
+    first_b = runner.jobs.index(jobs[1][0].job_dir_uri)
+    assert first_b < len(runner.jobs) - 1 and runner.jobs[:first_b] == [jobs[0][0].job_dir_uri] * 3
+
+
+def test_an_error_in_one_jobs_callback_stops_the_others_trials_for_a_resume(tmp_path, replay_command, fast_settings):
+    (spec_a, rec_a), (spec_b, rec_b) = _two_jobs(tmp_path, replay_command, 2, sleep=0.2)
+    tasks = [JobTask(spec_a, rec_a, lambda: None), JobTask(spec_b, rec_b, lambda: None)]
+
+    def boom(view):
+        if any(s.metrics is not None for s in view.snapshots.values()):
+            raise RuntimeError("the tool failed")
+        return None
+
+    tasks[1] = dataclasses.replace(tasks[1], on_poll=boom)
+    given = list(tasks)
+    try:
+        run_jobs(lambda free, running: [given.pop(0) for _ in range(len(given))], LocalRunner(4),
+                 settings=fast_settings)  # fmt: skip
+    except RuntimeError as exc:
+        assert "the tool failed" in str(exc)
+    else:
+        raise AssertionError("the callback's error must propagate")
+    # job a's trials were told to stop and recorded as interrupted: a resume relaunches them
+    assert sorted(rec_a.interrupted) == ["1", "2"] and rec_a.stop_reason is None
+    assert all(t.state is TrialState.PENDING for t in rec_a.trials)
+    data = (tmp_path / "a/nas/search/1" / p.DESIRED_TRAINING_PCT_FILE).read_bytes()
+    assert p.decode_desired_training_pct(data) == 0.0
