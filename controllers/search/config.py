@@ -37,6 +37,7 @@ __all__ = [
     "ProxyTasksConfig",
     "NoiseConfig",
     "EliminationConfig",
+    "CostProbeConfig",
     "RaceConfig",
     "SearchConfig",
 ]
@@ -121,6 +122,31 @@ class EliminationConfig(StrictModel):
     min_fraction: float = Field(default=DEFAULT_MIN_FRACTION, ge=0, le=1)
 
 
+class CostProbeConfig(StrictModel):
+    """The cost probe (``search.probe``): a short job per proxy without a declared cost
+    (``proxy_costs``) measures its seconds per step, so the candidates run cheapest first.
+
+    Off by default: each probe is one more launch per proxy (on a cluster, minutes of start-up
+    each), worth it only when costs differ and are not declared, and it changes the order a
+    search without it has always run in. ``steps`` (100): at ~1 s per step a probe is minutes,
+    against hours for one proxy's evaluation; the rate includes the warm-up the trainer counts
+    as training time, so raise it when that warm-up is long against a step.
+    """
+
+    enabled: bool = Field(default=False, description="probe the proxies without a declared cost")
+    steps: int = Field(
+        default=100,
+        ge=1,
+        description="training steps per probe trial: set through trainer.length_flag when there is one; "
+        '"stop now" is posted once every probe trial has recorded this many',
+    )
+    trials: int = Field(
+        default=1,
+        ge=1,
+        description="probe trials per proxy: the first reference architectures, the same for every proxy",
+    )
+
+
 class RaceConfig(StrictModel):
     """Racing: slots that one proxy's trials leave idle run the next proxies in cost order at once.
 
@@ -158,9 +184,16 @@ class SearchConfig(ControllerConfig):
     # bench/decision_quality.py it decides earlier but picks more wrong winners (bench/RESULTS.md),
     # and a proxy chosen with it ranks models only if the NAS search extrapolates the same way.
     proxy_score: Literal["raw", "extrapolated"] = "raw"  # raw: the accuracy seen; extrapolated: the predicted final one
-    # declared training seconds per step of each proxy (by name): candidates run cheapest first,
-    # and one that cannot beat the best even crossing at its first evaluation is skipped
-    proxy_costs: dict[str, float] = Field(default_factory=dict)
+    proxy_costs: dict[str, float] = Field(
+        default_factory=dict,
+        description="declared training seconds per step by proxy name: cheapest first; a candidate that "
+        "cannot beat the best even at its first evaluation is skipped",
+    )
+    cost_probe: CostProbeConfig = Field(
+        default_factory=CostProbeConfig,
+        description="measure the seconds per step of proxies without a declared cost by a short job each "
+        "(declared costs win)",
+    )
     # the zero-compute candidate: the full setup stopped early, judged on the reference's curves
     full_setup_candidate: bool = True
     min_pairs: int = Field(default=5, ge=2)

@@ -43,6 +43,7 @@ from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
 from controllers.search.full_setup import FULL_SETUP_NAME, full_setup_curves
 from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference
+from controllers.search.probe import CostProbe
 from controllers.search.proxy_configs import ProxyTaskConfig
 from controllers.search.reference import ReferenceModels, model_selection_latency_mode, read_latencies
 from controllers.search.state import (
@@ -331,7 +332,9 @@ class SearchController:
         self._check_reference_scores()
         self._full_setup()
         by_name = {c.name: c for c in configs}
-        self._order = cost_order([c.name for c in configs], self.config.proxy_costs)
+        costs = CostProbe(self.config, self.state, self.reference, save=self.save, runner=self._runner(),
+                          lease=self._lease, progress=self.progress, clock=self.clock, sleep=self.sleep)  # fmt: skip
+        self._order = cost_order([c.name for c in configs], costs.expected_costs(configs))  # declared, else probed
         try:
             with latency_workers(self.config):  # after the lease, before the first launch (a resumed run too)
                 self._race(by_name)
@@ -505,7 +508,7 @@ class SearchController:
     def _skip(self, entry: ProxyTaskEntry) -> bool:
         """Skips (and records) a candidate whose declared cost cannot beat the best; before any launch."""
         name = entry.proxy_task_name
-        found = decide_skip(self.config.proxy_costs.get(name), self._first_eval_step(name), self._best_hours(name))
+        found = decide_skip(self.state.cost_of(name), self._first_eval_step(name), self._best_hours(name))
         if not found.stop:
             return False
         entry.proxy_task_stats.stopping_state = found.state
@@ -714,7 +717,7 @@ class SearchController:
     def _raced_skip(self, entry: ProxyTaskEntry, *, poll: int | None) -> bool:
         """A raced proxy that the cost order would have skipped, had its cheaper proxies been decided first."""
         name = entry.proxy_task_name
-        found = decide_skip(self.config.proxy_costs.get(name), self._first_eval_step(name), self._best_hours(name))
+        found = decide_skip(self.state.cost_of(name), self._first_eval_step(name), self._best_hours(name))
         if not found.stop:
             return False
         self._clear_decision(entry)

@@ -310,8 +310,10 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
     else:
         summary.append("No proxy task met the target: see below why each one stopped.")
     summary += full_setup_lines(state)
+    probe_hours = state.probe_cost_trial_hours()
     summary.append(
-        f"Total cost of the search: {human_hours(total_cost)} of trial time over {len(entries)} proxy tasks."
+        f"Total cost of the search: {human_hours(total_cost + probe_hours)} of trial time over {len(entries)} "
+        "proxy tasks" + (f", of which the cost probe {human_hours(probe_hours)}." if state.cost_probe else ".")
     )
     if not state.finished:
         summary.append("The search has not finished: this report shows the state so far.")
@@ -346,6 +348,9 @@ def build_report(state: SearchState, *, controller_uri: str, existing_files: set
             if e.status == "done"
         ]
         rep.add("Noise ceiling", lines, (["proxy", f"best {method}", "fraction of ceiling median"], rows))
+
+    if state.expected_costs or state.cost_probe:
+        rep.add("Cost order", cost_order_lines(state))
 
     header = [
         "#",
@@ -444,6 +449,28 @@ def write_report(
     return out
 
 
+def cost_order_lines(state: SearchState) -> list[str]:
+    """Each proxy's expected seconds per step and where it came from (declared or probed), cheapest first."""
+    costs = state.expected_costs
+    known = sorted(costs, key=lambda n: (float(costs[n]["secs_per_step"]), n))
+    lines = [
+        f"{n}: {costs[n]['text']}" if costs[n]["source"] == "probed"  # the text holds the rate
+        else f"{n}: {float(costs[n]['secs_per_step']):.3g} s/step ({costs[n]['text']})"
+        for n in known
+    ]  # fmt: skip
+    unknown = [e.proxy_task_name for e in state.ordered_entries() if e.proxy_task_name not in costs
+               and e.proxy_task_name != FULL_SETUP_NAME]  # fmt: skip
+    if unknown:
+        lines.append(f"no cost declared or probed (run after the others, in their listed order): {', '.join(unknown)}")
+    probes = (state.cost_probe or {}).get("proxies", {})
+    if probes:
+        lines.append(
+            f"cost probe: {len(probes)} job(s), {human_hours(state.probe_cost_trial_hours())} of trial time"
+            + "".join(f"; {n}: {pr['problem']}" for n, pr in probes.items() if pr.get("problem"))
+        )
+    return lines
+
+
 def search_status_text(controller_dir: str) -> str:
     """A few lines for ``proxy-task status``: each proxy's state and the best so far."""
     storage = open_storage(controller_dir)
@@ -463,6 +490,8 @@ def search_status_text(controller_dir: str) -> str:
             lines.append(f"    racing: its rules that need the best time wait for {', '.join(waiting)}")
         if e.failures and e.stop_reason:  # the recorded cause: reason, last log lines, log path
             lines += [f"    {line}" for line in e.stop_reason.splitlines()]
+    if state.expected_costs or state.cost_probe:
+        lines += [f"  {line}" for line in cost_order_lines(state)]
     best = state.best_proxy_task_name
     lines.append(f"best proxy task: {best or '(none yet)'}")
     if best and best in state.proxy_tasks_map:

@@ -8,7 +8,8 @@ reference's. Our keys (``schema_version``, ``correlation_method``, both coeffici
 with n and CI, the probability that each step's correlation holds under retraining noise and
 the noise it assumed, the training times the monitor saw (``time_anchors``: per trial in
 reference order, ``[step, cumulative seconds]``), cost per step with its spread, decision
-log, the job record for resume) sit beside them.
+log, the job record for resume) sit beside them. So do the expected costs that order the
+candidates (``expected_costs``: declared or probed) and the cost probe's jobs (``cost_probe``).
 
 Locally, ``search_job_name`` is the proxy job's name (its folder under the controller folder)
 and ``search_job_link`` the job folder's URI (the reference stores a Vertex resource name and a
@@ -59,6 +60,10 @@ _MAX_DECISION_LOG = 500
 #: What a resumed search cannot do without (checked on load; a reference file has no ``job`` keys).
 STATE_SCHEMA = {
     "proxy_tasks_map": {"*": {"status?": frozenset({PENDING, RUNNING, DONE}), "job?": (type(None), JOB_RECORD_SCHEMA)}},
+    "cost_probe?": (
+        type(None),
+        {"proxies": {"*": {"status": frozenset({RUNNING, DONE}), "job": JOB_RECORD_SCHEMA}}},
+    ),
 }
 
 
@@ -195,6 +200,20 @@ class SearchState:
     finished: bool = False
     status: str = "running"  # running | done | aborted | interrupted
     abort_reason: str = ""
+    # name -> {"secs_per_step", "source": "declared" | "probed", "text"}: what orders the candidates
+    expected_costs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the cost probe (search.probe): {"steps", "trials", "proxies": {name: {"status", "job", ...}}}
+    cost_probe: dict[str, Any] | None = None
+
+    def cost_of(self, name: str) -> float | None:
+        """The expected seconds per step of a proxy (declared, else probed), or None if unknown."""
+        cost = self.expected_costs.get(name)
+        return None if cost is None else float(cost["secs_per_step"])
+
+    def probe_cost_trial_hours(self) -> float:
+        """Trial-hours the cost probe spent (part of the search's total cost)."""
+        probes = (self.cost_probe or {}).get("proxies", {})
+        return sum(float(p.get("cost_trial_hours") or 0.0) for p in probes.values())
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -218,6 +237,8 @@ class SearchState:
             "finished": self.finished,
             "status": self.status,
             "abort_reason": self.abort_reason,
+            "expected_costs": self.expected_costs,
+            "cost_probe": self.cost_probe,
         }
 
     @classmethod

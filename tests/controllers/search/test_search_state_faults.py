@@ -24,6 +24,7 @@ def _load(tmp_path, content):
         ({"proxy_tasks_map": []}, "key 'proxy_tasks_map' must be an object"),
         ({"proxy_tasks_map": {"a": {"status": "half"}}}, "proxy_tasks_map['a'].status' must be one of"),
         ({"proxy_tasks_map": {"a": {"job": {"name": "j"}}}}, "proxy_tasks_map['a'].job.job_dir' is missing"),
+        ({"proxy_tasks_map": {}, "cost_probe": {"proxies": {"a": {"status": "done"}}}}, "cost_probe.proxies['a'].job'"),
     ],
 )
 def test_a_search_state_without_its_keys_is_refused_and_left_alone(tmp_path, content, problem):
