@@ -92,12 +92,12 @@ class LogProgress(Progress):
     """One log line per change of the state counts (for logs and pipes)."""
 
     def __init__(self) -> None:
-        self._last: Mapping[str, Any] | None = None
+        self._last: dict[str, Mapping[str, Any]] = {}  # by job: racing jobs interleave their polls
 
     def update(self, view: JobView) -> None:
         counts, _ = _summary(view)
-        if counts != self._last:
-            self._last = counts
+        if counts != self._last.get(view.name):
+            self._last[view.name] = counts
             logger.info("%s", overall_line(view, self._stage))
 
     def message(self, text: str) -> None:
@@ -114,21 +114,30 @@ class RichProgress(Progress):
         self._console = Console(stderr=True)
         self._live = Live(console=self._console, refresh_per_second=4, transient=False)
         self._live.start()
+        self._views: dict[str, JobView] = {}  # the jobs running at once (racing), in start order
 
     def update(self, view: JobView) -> None:
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
-        counts, rows = _summary(view)
-        states = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-        table = Table(title=f"{view.name}  ({states})")
-        for col in ("trial", "state", "last %", "accuracy"):
-            table.add_column(col)
-        for row in rows:
-            table.add_row(*row)
+        self._views[view.name] = view
+        for name in [
+            n for n, v in self._views.items() if n != view.name and all(s.is_final for s in v.states.values())
+        ]:
+            del self._views[name]  # an ended job leaves the screen when another one polls
+        parts: list[Any] = []
+        for shown in self._views.values():
+            counts, rows = _summary(shown)
+            states = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+            table = Table(title=f"{shown.name}  ({states})")
+            for col in ("trial", "state", "last %", "accuracy"):
+                table.add_column(col)
+            for row in rows:
+                table.add_row(*row)
+            parts += [Text(overall_line(shown, self._stage), style="bold"), table]
         # one renderable, redrawn whole: the overall line can never be left behind as a fragment
-        self._live.update(Group(Text(overall_line(view, self._stage), style="bold"), table))
+        self._live.update(Group(*parts))
 
     def message(self, text: str) -> None:
         self._live.console.print(text)

@@ -61,3 +61,29 @@ def test_the_terminal_view_is_one_renderable_redrawn_whole():
     out = io.StringIO()
     Console(file=out, width=60).print(progress._live.renderable)
     assert out.getvalue().count("stage 1 of 3") == 1
+
+
+def test_racing_jobs_log_each_their_own_changes(caplog):
+    progress = LogProgress()
+    with caplog.at_level(logging.INFO, logger="controllers"):
+        for _ in range(3):  # two jobs polled in turn, neither changes
+            progress.update(_view(["running", "pending"], name="job_a"))
+            progress.update(_view(["running"], name="job_b"))
+        progress.update(_view(["succeeded", "running"], name="job_a"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and lines[0].startswith("job_a") and lines[1].startswith("job_b")
+
+
+def test_racing_jobs_are_shown_together_until_one_ends():
+    progress = RichProgress()
+    progress._live.stop()
+    progress.update(_view(["running", "pending"], name="job_a"))
+    progress.update(_view(["running"], name="job_b"))
+    line_a, table_a, line_b, table_b = progress._live.renderable.renderables
+    assert str(line_a).startswith("job_a") and str(line_b).startswith("job_b")
+    assert (table_a.row_count, table_b.row_count) == (2, 1)
+    progress.update(_view(["succeeded", "succeeded"], name="job_a"))  # a ended: shown until b polls
+    assert len(progress._live.renderable.renderables) == 4
+    progress.update(_view(["running"], name="job_b"))
+    (line, _table) = progress._live.renderable.renderables
+    assert str(line).startswith("job_b")
