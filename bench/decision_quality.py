@@ -208,11 +208,7 @@ def simulate_search(rng: np.random.Generator, n: int, method: str) -> tuple[list
             traj[:, k] = phi * traj[:, k - 1] + math.sqrt(1 - phi * phi) * rng.standard_normal(n)
         observed = mu + offset + 0.8 * run_std * traj + eval_std * rng.standard_normal((n, evals))
         true_corr = _rank_corr(method, mu, y)
-        below = np.flatnonzero(~(true_corr >= TARGET))
-        stable = 0 if below.size == 0 else int(below[-1]) + 1
-        stable_k = stable if stable < evals else None
-        first = np.flatnonzero(true_corr >= TARGET)
-        dips = bool(first.size) and (stable_k is None or int(first[0]) < stable_k)
+        stable_k, dips = _stable_crossing(true_corr)
         proxies.append(Proxy(name, cost * jitter(1.0), observed, mu, run_std, stable_k, dips, true_corr))
     order = rng.permutation(len(proxies))
     return [proxies[i] for i in order], y
@@ -273,6 +269,16 @@ def _predictions(curves: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarr
     return pred, std
 
 
+def _stable_crossing(true_corr: np.ndarray) -> tuple[int | None, bool]:
+    """The first evaluation after which the true correlation never falls below the target (None: never),
+    and whether it crossed earlier and fell back."""
+    below = np.flatnonzero(~(true_corr >= TARGET))
+    stable = 0 if below.size == 0 else int(below[-1]) + 1
+    stable_k = stable if stable < len(true_corr) else None
+    first = np.flatnonzero(true_corr >= TARGET)
+    return stable_k, bool(first.size) and (stable_k is None or int(first[0]) < stable_k)
+
+
 def extrapolated(p: Proxy, y: np.ndarray, method: str, seed: int, n_sim: int) -> tuple[Proxy, dict[str, StepSeries]]:
     """The proxy judged by its extrapolated scores: its truth (the noise-free curves' fits) and series."""
     evals = p.observed.shape[1]
@@ -280,11 +286,7 @@ def extrapolated(p: Proxy, y: np.ndarray, method: str, seed: int, n_sim: int) ->
     pred, std = _predictions(p.observed, horizon)
     mu, _ = _predictions(p.mu, horizon)
     true_corr = _rank_corr(method, mu, y)
-    below = np.flatnonzero(~(true_corr >= TARGET))
-    stable = 0 if below.size == 0 else int(below[-1]) + 1
-    stable_k = stable if stable < evals else None
-    first = np.flatnonzero(true_corr >= TARGET)
-    dips = bool(first.size) and (stable_k is None or int(first[0]) < stable_k)
+    stable_k, dips = _stable_crossing(true_corr)
     truth = replace(p, observed=pred, mu=mu, stable_k=stable_k, dips=dips, true_corr=true_corr)
     point = _rank_corr(method, pred, y)
     low, prob = [], []

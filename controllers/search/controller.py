@@ -10,7 +10,6 @@ killed controller resumes finished, failed and in-flight proxy tasks without dup
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -26,10 +25,8 @@ from controllers.engine.progress import NullProgress, Progress
 from controllers.engine.records import (
     JobRecord,
     JobResult,
-    JobSpec,
     JobView,
     StopAll,
-    TrialPlan,
     TrialState,
     failure_summary,
     job_dir_uri,
@@ -42,7 +39,7 @@ from controllers.runners import Runner
 from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
 from controllers.search.full_setup import FULL_SETUP_NAME, full_setup_curves
-from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference
+from controllers.search.inputs import RETRAIN_FLAGS, load_proxy_configs, load_reference, proxy_job_spec
 from controllers.search.probe import CostProbe
 from controllers.search.proxy_configs import ProxyTaskConfig
 from controllers.search.reference import ReferenceModels, model_selection_latency_mode, read_latencies
@@ -530,33 +527,6 @@ class SearchController:
 
     # -- one proxy task ------------------------------------------------------------------------
 
-    def _job_spec(self, cfg: ProxyTaskConfig, entry: ProxyTaskEntry, record: JobRecord) -> JobSpec:
-        assert self.reference is not None
-        trainer = self.config.trainer
-        flags = [(k, str(v)) for k, v in cfg.args.items()]
-        retrain = (
-            ("retrain_search_job_dir", self.reference.job_dir),
-            ("retrain_search_job_trials", ",".join(self.reference.trial_ids)),
-        )
-
-        def plan(trial_id: str) -> TrialPlan:
-            # a README trainer reads --nas_params_str, a reference trainer the re-training flags
-            arch = self.reference.architecture(int(trial_id) - 1) if self.reference else None
-            own = (("nas_params_str", json.dumps(arch)),) if arch is not None else ()
-            return TrialPlan(trial_id, flags=own + tuple(flags) + retrain)
-
-        log_dir = self.config.runner.log_dir_for(self.storage.uri)
-        return JobSpec(
-            name=record.name,
-            job_dir_uri=record.job_dir_uri,
-            log_dir=f"{log_dir}/{record.name}",
-            trainer_command=tuple(trainer.command),
-            trials=tuple(plan(t.trial_id) for t in record.trials),
-            desired_training_pct=None,
-            max_training_time_in_hrs=self.config.training_time_hrs_limit,
-            env=tuple(trainer.env.items()),
-        )
-
     def _runner(self) -> Runner:
         assert self.runner is not None, "the session makes the runner before the first launch"
         return self.runner
@@ -589,7 +559,13 @@ class SearchController:
             self._finalize_in_order(ended)
 
         return JobTask(
-            self._job_spec(cfg, entry, record),
+            proxy_job_spec(
+                self.config,
+                self.reference,
+                record,
+                [(k, str(v)) for k, v in cfg.args.items()],
+                controller_uri=self.storage.uri,
+            ),  # fmt: skip
             record,
             persist,
             on_poll=lambda view: self._on_poll(run, view),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
+from controllers.engine.records import JobRecord, JobSpec, TrialPlan
 from controllers.search.config import SearchConfig
 from controllers.search.proxy_configs import ProxyTaskConfig, generate_from_function, grid_configs, validate_configs
 from controllers.search.reference import (
@@ -12,7 +16,7 @@ from controllers.search.reference import (
 )
 from proxy_task_utils.errors import ConfigurationError
 
-__all__ = ["RETRAIN_FLAGS", "load_reference", "load_proxy_configs"]
+__all__ = ["RETRAIN_FLAGS", "load_reference", "load_proxy_configs", "proxy_job_spec"]
 
 #: Flags the controller sets itself; a proxy config may not set them.
 RETRAIN_FLAGS = ("retrain_search_job_dir", "retrain_search_job_trials", "retrain_use_search_job_checkpoint")
@@ -51,3 +55,40 @@ def load_proxy_configs(config: SearchConfig) -> list[ProxyTaskConfig]:
                 "(proxy trials re-train the reference models from scratch)"
             )
     return configs
+
+
+def proxy_job_spec(
+    config: SearchConfig,
+    reference: ReferenceModels,
+    record: JobRecord,
+    flags: Sequence[tuple[str, str]],
+    *,
+    controller_uri: str,
+) -> JobSpec:
+    """A job that re-trains reference model ``k`` as trial ``k`` with the proxy's ``flags``.
+
+    A README trainer reads ``--nas_params_str``, a reference trainer the re-training flags: every
+    trial gets both (the first when the architecture is recorded).
+    """
+    trainer = config.trainer
+    retrain = (
+        ("retrain_search_job_dir", reference.job_dir),
+        ("retrain_search_job_trials", ",".join(reference.trial_ids[: len(record.trials)])),
+    )
+
+    def plan(trial_id: str) -> TrialPlan:
+        arch = reference.architecture(int(trial_id) - 1)
+        own = (("nas_params_str", json.dumps(arch)),) if arch is not None else ()
+        return TrialPlan(trial_id, flags=own + tuple(flags) + retrain)
+
+    log_dir = config.runner.log_dir_for(controller_uri)
+    return JobSpec(
+        name=record.name,
+        job_dir_uri=record.job_dir_uri,
+        log_dir=f"{log_dir}/{record.name}",
+        trainer_command=tuple(trainer.command),
+        trials=tuple(plan(t.trial_id) for t in record.trials),
+        desired_training_pct=None,
+        max_training_time_in_hrs=config.training_time_hrs_limit,
+        env=tuple(trainer.env.items()),
+    )

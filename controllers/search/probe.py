@@ -21,7 +21,6 @@ The pure parts (:func:`plan_probe`, :func:`merge_costs`, :func:`probe_flags`,
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -33,12 +32,13 @@ from controllers.engine.faults import crash_point
 from controllers.engine.jobs import run_job
 from controllers.engine.lease import Lease
 from controllers.engine.progress import NullProgress, Progress
-from controllers.engine.records import JobRecord, JobSpec, JobView, StopAll, TrialPlan, failure_summary, job_dir_uri
+from controllers.engine.records import JobRecord, JobSpec, JobView, StopAll, failure_summary, job_dir_uri
 from controllers.errors import RunInterrupted
 from controllers.latency.mode import latency_workers
 from controllers.runners import Runner
 from controllers.search import evaluate as ev
 from controllers.search.config import SearchConfig
+from controllers.search.inputs import proxy_job_spec
 from controllers.search.proxy_configs import ProxyTaskConfig
 from controllers.search.reference import ReferenceModels
 from controllers.search.state import DONE, RUNNING, SearchState
@@ -306,27 +306,7 @@ class CostProbe:
     def _spec(self, record: JobRecord, args: Mapping[str, Any], steps: int) -> JobSpec:
         """The probe job: the first reference architectures, the proxy's flags, the length set to ``steps``."""
         assert self.reference is not None
-        ref = self.reference
-        trainer = self.config.trainer
         flags = probe_flags(args, self.state.settings.get("length") or {}, steps)
-        retrain = (
-            ("retrain_search_job_dir", ref.job_dir),
-            ("retrain_search_job_trials", ",".join(ref.trial_ids[: len(record.trials)])),
-        )
-
-        def plan(trial_id: str) -> TrialPlan:
-            arch = ref.architecture(int(trial_id) - 1)
-            own = (("nas_params_str", json.dumps(arch)),) if arch is not None else ()
-            return TrialPlan(trial_id, flags=own + flags + retrain)
-
-        log_dir = self.config.runner.log_dir_for(open_storage(self.config.controller_dir).uri)
-        return JobSpec(
-            name=record.name,
-            job_dir_uri=record.job_dir_uri,
-            log_dir=f"{log_dir}/{record.name}",
-            trainer_command=tuple(trainer.command),
-            trials=tuple(plan(t.trial_id) for t in record.trials),
-            desired_training_pct=None,
-            max_training_time_in_hrs=self.config.training_time_hrs_limit,
-            env=tuple(trainer.env.items()),
+        return proxy_job_spec(
+            self.config, self.reference, record, flags, controller_uri=open_storage(self.config.controller_dir).uri
         )
